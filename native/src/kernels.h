@@ -1,0 +1,62 @@
+// Shared declarations of the native kernels. Every variant computes the same thing:
+//   y[i, j] = sum_p x[i, p] * W[j, p] (+ bias[j])   for i < m and j in [j0, j1)
+// with x and y f32 row-major, W [n, k] row-major in its stored dtype (widened to f32 inside the kernel).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace scalpel {
+
+enum DType : int { F32 = 0, F16 = 1, BF16 = 2 };
+
+struct MatmulArgs {
+  float* y;
+  const float* x;
+  const void* w;
+  const float* bias;  // may be null
+  int dtype;
+  size_t m, n, k;
+};
+
+// Column-range workers: each thread calls one with its own [j0, j1).
+// `unit` is how many output columns a variant's tile covers; ranges are split on multiples of it.
+void matmul_scalar(const MatmulArgs& a, size_t j0, size_t j1);
+constexpr size_t kScalarUnit = 4;
+#if defined(SCALPEL_X86)
+void matmul_avx2(const MatmulArgs& a, size_t j0, size_t j1);
+constexpr size_t kAvx2Unit = 4;
+void matmul_avx512(const MatmulArgs& a, size_t j0, size_t j1);
+constexpr size_t kAvx512Unit = 6;
+#endif
+
+// Exact widening of 16-bit floats (shared by the scalar code and the tests of the SIMD tails).
+inline float bf16_to_f32(uint16_t b) {
+  union { uint32_t u; float f; } v;
+  v.u = static_cast<uint32_t>(b) << 16;
+  return v.f;
+}
+inline float f16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t man = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign;
+    } else {  // subnormal: renormalise
+      exp = 127 - 15 + 1;
+      while ((man & 0x400u) == 0) { man <<= 1; exp--; }
+      man &= 0x3ffu;
+      bits = sign | (exp << 23) | (man << 13);
+    }
+  } else if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (man << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  }
+  union { uint32_t u; float f; } v;
+  v.u = bits;
+  return v.f;
+}
+
+}  // namespace scalpel

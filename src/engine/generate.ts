@@ -1,0 +1,171 @@
+// Batched prefill and greedy decoding over token-id prompts. Prompts are sorted by length and packed into
+// left-padded batches (every prompt ends at the last column); results come back in the caller's order.
+import { ScalpelError } from '../errors.js';
+import { KVCache } from './cache.js';
+import type { Model } from './model.js';
+import { argmax } from './ops.js';
+import type { HookMap } from './types.js';
+
+export interface RunOptions {
+  hooks?: HookMap;
+  /** Prompts per forward pass (default 16). */
+  batchSize?: number;
+  /** Told after each batch how many prompts are done. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface GenerateOptions extends RunOptions {
+  maxNewTokens: number;
+  /** Generation of a row stops at any of these (the EOS itself is not returned). */
+  eosTokenIds: readonly number[];
+}
+
+export const DEFAULT_BATCH_SIZE = 16;
+
+/** A left-padded batch ready for prefill. */
+export interface PackedBatch {
+  tokens: Int32Array;
+  batch: number;
+  seq: number;
+  firstReal: Int32Array;
+  slots: Int32Array;
+}
+
+/** Left-pads prompts into one [batch, seq] block; padding columns hold the row's first token. */
+export function pack(prompts: readonly (readonly number[])[]): PackedBatch {
+  const batch = prompts.length;
+  const seq = Math.max(...prompts.map((p) => p.length));
+  const tokens = new Int32Array(batch * seq);
+  const firstReal = new Int32Array(batch);
+  for (let b = 0; b < batch; b++) {
+    const p = prompts[b]!;
+    firstReal[b] = seq - p.length;
+    tokens.fill(p[0]!, b * seq, b * seq + firstReal[b]!);
+    tokens.set(p, b * seq + firstReal[b]!);
+  }
+  return { tokens, batch, seq, firstReal, slots: Int32Array.from({ length: batch }, (_, b) => b) };
+}
+
+function checkPrompts(model: Model, prompts: readonly (readonly number[])[]): void {
+  for (const [i, p] of prompts.entries()) {
+    if (p.length === 0) throw new ScalpelError(`prompt ${i} is empty; every prompt needs at least one token`);
+    for (const t of p)
+      if (!Number.isInteger(t) || t < 0 || t >= model.vocabSize)
+        throw new ScalpelError(`prompt ${i}: token id ${t} is outside the vocabulary [0, ${model.vocabSize})`);
+  }
+}
+
+/** Indices of prompts sorted by length (stable), cut into batches of at most batchSize. */
+function batches(prompts: readonly (readonly number[])[], batchSize: number): number[][] {
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new ScalpelError(`batchSize must be a positive integer, got ${batchSize}`);
+  const order = prompts.map((_, i) => i).sort((a, b) => prompts[a]!.length - prompts[b]!.length || a - b);
+  const out: number[][] = [];
+  for (let i = 0; i < order.length; i += batchSize) out.push(order.slice(i, i + batchSize));
+  return out;
+}
+
+/** A KV cache kept between calls and reused while it is big enough. */
+const caches = new WeakMap<Model, KVCache>();
+function cacheFor(model: Model, slots: number, capacity: number): KVCache {
+  let c = caches.get(model);
+  if (!c || !c.fits(slots, capacity)) {
+    caches.delete(model); // let the old one go before allocating the new one
+    c = new KVCache(model.args, slots, capacity);
+    caches.set(model, c);
+  }
+  return c;
+}
+
+/** Frees the KV cache kept for this model (it is rebuilt on the next call). */
+export function releaseCache(model: Model): void {
+  caches.delete(model);
+}
+
+/** The logits at the last position of every prompt ([vocab] each), in the caller's order. */
+export function lastLogits(model: Model, prompts: readonly (readonly number[])[], opts: RunOptions = {}): Float32Array[] {
+  checkPrompts(model, prompts);
+  const V = model.vocabSize;
+  const out: Float32Array[] = new Array(prompts.length);
+  let done = 0;
+  for (const idx of batches(prompts, opts.batchSize ?? DEFAULT_BATCH_SIZE)) {
+    const p = pack(idx.map((i) => prompts[i]!));
+    const logits = new Float32Array(p.batch * V);
+    const cache = cacheFor(model, p.batch, p.seq);
+    model.forward({ ...p, start: 0, cache, hooks: opts.hooks }, logits);
+    for (const [b, i] of idx.entries()) out[i] = logits.slice(b * V, (b + 1) * V);
+    done += idx.length;
+    opts.onProgress?.(done, prompts.length);
+  }
+  return out;
+}
+
+/**
+ * Greedy continuation of every prompt: up to maxNewTokens new ids each, stopping a row at its first EOS (not
+ * included). Finished rows leave the batch, so later decode steps only run the rows still generating.
+ */
+export function greedyGenerate(model: Model, prompts: readonly (readonly number[])[], opts: GenerateOptions): number[][] {
+  checkPrompts(model, prompts);
+  const { maxNewTokens } = opts;
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new ScalpelError(`maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
+  const eos = new Set(opts.eosTokenIds);
+  const V = model.vocabSize;
+  const longRopeMax = model.args.layers.find((l) => l.rope.long)?.rope.long!.originalMax ?? -1;
+  const out: number[][] = prompts.map(() => []);
+  let done = 0;
+  for (const idx of batches(prompts, opts.batchSize ?? DEFAULT_BATCH_SIZE)) {
+    if (maxNewTokens > 0) {
+      const p = pack(idx.map((i) => prompts[i]!));
+      const cache = cacheFor(model, p.batch, p.seq + maxNewTokens);
+      const logits = new Float32Array(p.batch * V);
+      // prefill: every prompt at once
+      model.forward({ ...p, start: 0, cache, hooks: opts.hooks }, logits);
+      // rows still generating: their prompt, result, first real column, cache slot and next token
+      let rows = idx.map((i, b) => ({
+        prompt: prompts[i]!,
+        result: out[i]!,
+        firstReal: p.firstReal[b]!,
+        slot: b,
+        next: argmax(logits, b * V, (b + 1) * V),
+      }));
+      for (let t = 0; ; t++) {
+        rows = rows.filter((r) => {
+          if (eos.has(r.next)) return false;
+          r.result.push(r.next);
+          return r.result.length < maxNewTokens;
+        });
+        if (rows.length === 0) break;
+        const column = p.seq + t; // where this step's token goes
+        // LongRoPE (Phi-3): a row whose sequence outgrows original_max_position_embeddings is recomputed whole with
+        // the long frequencies, as transformers' generate does.
+        const crossing = rows.filter((r) => column - r.firstReal === longRopeMax);
+        for (const r of crossing) {
+          const full = Int32Array.from([...r.prompt, ...r.result]);
+          const one = new Float32Array(V);
+          const step = { tokens: full, batch: 1, seq: full.length, start: r.firstReal, firstReal: Int32Array.of(r.firstReal) };
+          model.forward({ ...step, slots: Int32Array.of(r.slot), cache, hooks: opts.hooks }, one);
+          r.next = argmax(one);
+        }
+        const stepping = crossing.length > 0 ? rows.filter((r) => !crossing.includes(r)) : rows;
+        if (stepping.length === 0) continue;
+        // decode: one new position per row
+        model.forward(
+          {
+            tokens: Int32Array.from(stepping, (r) => r.next),
+            batch: stepping.length,
+            seq: 1,
+            start: column,
+            firstReal: Int32Array.from(stepping, (r) => r.firstReal),
+            slots: Int32Array.from(stepping, (r) => r.slot),
+            cache,
+            hooks: opts.hooks,
+          },
+          logits,
+        );
+        stepping.forEach((r, b) => (r.next = argmax(logits, b * V, (b + 1) * V)));
+      }
+    }
+    done += idx.length;
+    opts.onProgress?.(done, prompts.length);
+  }
+  return out;
+}

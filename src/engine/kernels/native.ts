@@ -1,0 +1,53 @@
+// The native kernels: C++ in native/ (node-addon-api), built by node-gyp at `npm install`.
+// The addon picks AVX-512, AVX2+FMA or plain C++ from cpuid at load time and runs on a small persistent
+// thread pool (SCALPEL_THREADS threads, default: the CPUs this process may use). Typed arrays are used in place.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { Kernels, Matrix } from '../types.js';
+
+/** What the addon exports (native/src/addon.cc). */
+export interface NativeAddon {
+  /** y[m,n] = x[m,k]·Wᵀ (+ bias); dtype 0 = f32 (w: Float32Array), 1 = f16, 2 = bf16 (w: Uint16Array). */
+  matmul(y: Float32Array, x: Float32Array, w: Float32Array | Uint16Array, dtype: number, m: number, n: number, k: number,
+    bias?: Float32Array): void;
+  /** isa in use, best isa this CPU supports, thread count. */
+  info(): { isa: NativeIsa; best: NativeIsa; threads: number };
+  /** Lowers (or restores) the instruction set; returns the one in use (never above what the CPU has). */
+  setIsa(isa: NativeIsa): NativeIsa;
+  /** Resizes the thread pool (0 = all available CPUs); returns the thread count. */
+  setThreads(n: number): number;
+}
+export type NativeIsa = 'avx512' | 'avx2' | 'scalar';
+
+/** Where node-gyp puts the addon, from dist/src/engine/kernels/ up to the package root. */
+export const ADDON_PATH = fileURLToPath(new URL('../../../../native/build/Release/scalpel_native.node', import.meta.url));
+
+const DTYPE_CODE = { f32: 0, f16: 1, bf16: 2 } as const;
+
+let addon: NativeAddon | undefined;
+
+/** Loads the addon once (throws if it was not built or cannot load here). Honours SCALPEL_THREADS and SCALPEL_ISA. */
+export function loadNativeAddon(): NativeAddon {
+  if (addon) return addon;
+  const loaded = createRequire(import.meta.url)(ADDON_PATH) as NativeAddon;
+  const threads = process.env.SCALPEL_THREADS;
+  if (threads !== undefined && threads !== '') {
+    const t = Number(threads);
+    if (!Number.isInteger(t) || t < 0) throw new Error(`SCALPEL_THREADS must be a non-negative integer, got '${threads}'`);
+    loaded.setThreads(t);
+  }
+  addon = loaded;
+  return addon;
+}
+
+/** The Kernels interface over the addon. `name` follows setIsa, e.g. 'native-avx512'. */
+export function nativeKernels(a: NativeAddon = loadNativeAddon()): Kernels {
+  return {
+    get name() {
+      return `native-${a.info().isa}`;
+    },
+    matmul(y: Float32Array, x: Float32Array, w: Matrix, m: number, bias?: Float32Array): void {
+      a.matmul(y, x, w.data, DTYPE_CODE[w.dtype], m, w.rows, w.cols, bias);
+    },
+  };
+}
