@@ -1,0 +1,111 @@
+// What a user sees on bad input: `scalpel generate` on a broken model directory prints exactly one line naming the
+// problem and exits 1, never a stack trace. One case for each bad input the foundation issue lists.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
+
+const ROOT = process.cwd();
+const BIN = path.join(ROOT, 'bin/scalpel.js');
+
+/** A private copy of a fixture model directory, to break. */
+function copyFixture(name: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-cli-err-'));
+  fs.cpSync(path.join(ROOT, 'test/fixtures/models', name), dir, { recursive: true });
+  return dir;
+}
+
+/** Runs `scalpel generate` and asserts exit code 1 with a single stderr line matching `pattern`. */
+function failsWith(dir: string, extra: string[], pattern: RegExp): void {
+  const r = spawnSync(process.execPath, [BIN, 'generate', '--model', dir, '--prompt', 'Hello there', ...extra], {
+    encoding: 'utf8',
+    env: { ...process.env, SCALPEL_KERNELS: 'js' },
+  });
+  assert.equal(r.status, 1, `exit code: stdout=${r.stdout} stderr=${r.stderr}`);
+  assert.equal(r.stdout, '');
+  const lines = r.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
+  assert.match(lines[0]!, /^scalpel: /);
+  assert.match(lines[0]!, pattern);
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** Rewrites model.safetensors through `edit`, which may drop or replace tensors. */
+async function rewriteWeights(dir: string, edit: (tensors: Map<string, import('../src/engine/types.js').Tensor>) => void) {
+  const file = path.join(dir, 'model.safetensors');
+  const tensors = await readSafetensors(file);
+  edit(tensors);
+  await writeSafetensors(file, tensors);
+}
+
+test('missing config.json', () => {
+  const dir = copyFixture('llama');
+  fs.rmSync(path.join(dir, 'config.json'));
+  failsWith(dir, [], /config\.json/);
+});
+
+test('unknown architecture lists the supported ones', () => {
+  const dir = copyFixture('llama');
+  const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  config.model_type = 'mamba';
+  config.architectures = ['MambaForCausalLM'];
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
+  failsWith(dir, [], /mamba.*supported.*llama.*qwen2.*gemma2/);
+});
+
+test('safetensors header that lies about offsets', () => {
+  const dir = copyFixture('llama');
+  const file = path.join(dir, 'model.safetensors');
+  const bytes = fs.readFileSync(file);
+  const headerLength = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString('utf8'));
+  const name = Object.keys(header).find((k) => k !== '__metadata__')!;
+  header[name].data_offsets[1] += 4096; // claims bytes that the file does not have
+  let text = JSON.stringify(header);
+  text = text.padEnd(Math.ceil(text.length / 8) * 8, ' ');
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(text.length));
+  fs.writeFileSync(file, Buffer.concat([len, Buffer.from(text), bytes.subarray(8 + headerLength)]));
+  failsWith(dir, [], /model\.safetensors: tensor '[^']+': data_offsets .* expected \d+ for shape/);
+});
+
+test('truncated shard', () => {
+  const dir = copyFixture('llama-sharded');
+  const shard = fs.readdirSync(dir).filter((f) => /^model-0000\d-of-\d+\.safetensors$/.test(f)).sort().at(-1)!;
+  const file = path.join(dir, shard);
+  fs.truncateSync(file, fs.statSync(file).size - 100);
+  failsWith(dir, [], new RegExp(`${shard.replace(/\./g, '\\.')}.*(truncated|short|end|bytes)`, 'i'));
+});
+
+test('missing tensor', async () => {
+  const dir = copyFixture('llama');
+  await rewriteWeights(dir, (t) => t.delete('model.layers.1.mlp.down_proj.weight'));
+  failsWith(dir, [], /missing tensor model\.layers\.1\.mlp\.down_proj\.weight/);
+});
+
+test('wrong tensor shape', async () => {
+  const dir = copyFixture('llama');
+  await rewriteWeights(dir, (t) => {
+    const w = t.get('model.layers.0.mlp.gate_proj.weight')!;
+    t.set(w.name, { ...w, shape: [...w.shape].reverse() }); // same bytes, transposed shape
+  });
+  failsWith(dir, [], /model\.layers\.0\.mlp\.gate_proj\.weight has shape \[64, 128\], expected \[128, 64\]/);
+});
+
+test('tokenizer.json that is not JSON', () => {
+  const dir = copyFixture('llama');
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), '{"version": "1.0", "model": ');
+  failsWith(dir, [], /tokenizer\.json.*JSON/);
+});
+
+test('chat template that fails to render', () => {
+  const dir = copyFixture('llama');
+  const file = path.join(dir, 'tokenizer_config.json');
+  const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+  config.chat_template = "{{ raise_exception('this template only takes system messages') }}";
+  fs.writeFileSync(file, JSON.stringify(config));
+  failsWith(dir, ['--chat'], /tokenizer_config\.json.*only takes system messages/);
+});
