@@ -1,0 +1,163 @@
+// Reading user prompt files: CSV (with a header row), JSON (an array of strings or of objects), JSONL (one string
+// or object per line) or plain text (one prompt per line). Objects and CSV rows take the prompt from `column`, or
+// from the first of the usual field names. Failures are one-line ScalpelErrors naming the file.
+import { readFileSync } from 'node:fs';
+import { extname, basename } from 'node:path';
+import { ScalpelError } from '../errors.js';
+
+/** Field names tried, in order, when no column is given. */
+export const PROMPT_FIELDS = ['prompt', 'instruction', 'goal', 'forbidden_prompt', 'behavior', 'question', 'text', 'query'];
+
+export interface PromptFileOptions {
+  /** CSV column or JSON field holding the prompt. */
+  column?: string;
+}
+
+/** RFC 4180 CSV: quoted fields may hold commas, doubled quotes and newlines; CRLF or LF line ends. */
+export function parseCsv(text: string, file = 'CSV'): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let field = '';
+  let quoted = false;
+  let i = 0;
+  if (text.charCodeAt(0) === 0xfeff) i = 1;
+  let line = 1;
+  let quoteLine = 0;
+  for (; i < text.length; i++) {
+    const ch = text[i]!;
+    if (quoted) {
+      if (ch === '"') {
+        if (text[i + 1] === '"') {
+          field += '"';
+          i++;
+        } else quoted = false;
+      } else {
+        if (ch === '\n') line++;
+        field += ch;
+      }
+    } else if (ch === '"') {
+      if (field.length > 0) throw new ScalpelError(`${file} line ${line}: stray quote inside an unquoted field`);
+      quoted = true;
+      quoteLine = line;
+    } else if (ch === ',') {
+      row.push(field);
+      field = '';
+    } else if (ch === '\n' || ch === '\r') {
+      if (ch === '\r' && text[i + 1] === '\n') i++;
+      row.push(field);
+      field = '';
+      rows.push(row);
+      row = [];
+      line++;
+    } else field += ch;
+  }
+  if (quoted) throw new ScalpelError(`${file} line ${quoteLine}: quoted field is never closed`);
+  if (field.length > 0 || row.length > 0) {
+    row.push(field);
+    rows.push(row);
+  }
+  return rows.filter((r) => !(r.length === 1 && r[0] === ''));
+}
+
+function pickField(keys: string[], column: string | undefined, file: string): string {
+  if (column !== undefined) {
+    const exact = keys.find((k) => k === column) ?? keys.find((k) => k.toLowerCase() === column.toLowerCase());
+    if (exact === undefined) throw new ScalpelError(`${file}: no column "${column}" (columns: ${keys.join(', ') || 'none'})`);
+    return exact;
+  }
+  for (const f of PROMPT_FIELDS) {
+    const k = keys.find((key) => key.toLowerCase() === f);
+    if (k !== undefined) return k;
+  }
+  if (keys.length === 1) return keys[0]!;
+  throw new ScalpelError(`${file}: cannot tell which column holds the prompt (columns: ${keys.join(', ')}); pass --column`);
+}
+
+function fromValues(values: unknown[], column: string | undefined, file: string, where: (i: number) => string): string[] {
+  const out: string[] = [];
+  let field: string | undefined;
+  values.forEach((v, i) => {
+    if (typeof v === 'string') {
+      out.push(v);
+      return;
+    }
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+      throw new ScalpelError(`${file}${where(i)}: expected a string or an object with a prompt field`);
+    }
+    const obj = v as Record<string, unknown>;
+    field ??= pickField(Object.keys(obj), column, file);
+    const p = obj[field];
+    if (typeof p !== 'string') throw new ScalpelError(`${file}${where(i)}: field "${field}" is missing or not a string`);
+    out.push(p);
+  });
+  return out;
+}
+
+/** Parses prompt-file text by format ('csv' | 'json' | 'jsonl' | 'txt'). */
+export function parsePrompts(text: string, format: 'csv' | 'json' | 'jsonl' | 'txt', file: string, opts: PromptFileOptions = {}): string[] {
+  let prompts: string[];
+  if (text.trim() === '') throw new ScalpelError(`${file}: file is empty, expected prompts`);
+  if (format === 'csv') {
+    const rows = parseCsv(text, file);
+    const header = rows[0]!.map((h) => h.trim());
+    const col = header.indexOf(pickField(header.filter((h) => h !== ''), opts.column, file));
+    prompts = [];
+    for (let r = 1; r < rows.length; r++) {
+      const cell = rows[r]![col];
+      if (cell === undefined) throw new ScalpelError(`${file} row ${r + 1}: has ${rows[r]!.length} fields, expected at least ${col + 1}`);
+      prompts.push(cell);
+    }
+  } else if (format === 'json') {
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch (e) {
+      throw new ScalpelError(`${file}: malformed JSON (${(e as Error).message})`);
+    }
+    if (!Array.isArray(data)) {
+      // { "prompts": [...] } or any object with exactly one array field.
+      const arrays = data && typeof data === 'object' ? Object.values(data as object).filter(Array.isArray) : [];
+      if (arrays.length !== 1) throw new ScalpelError(`${file}: expected a JSON array of prompts`);
+      data = arrays[0];
+    }
+    prompts = fromValues(data as unknown[], opts.column, file, (i) => ` item ${i}`);
+  } else if (format === 'jsonl') {
+    const values: unknown[] = [];
+    const lineNos: number[] = [];
+    text.split(/\r?\n/).forEach((line, i) => {
+      if (line.trim() === '') return;
+      try {
+        values.push(JSON.parse(line));
+        lineNos.push(i + 1);
+      } catch {
+        throw new ScalpelError(`${file} line ${i + 1}: not valid JSON`);
+      }
+    });
+    prompts = fromValues(values, opts.column, file, (i) => ` line ${lineNos[i]}`);
+  } else {
+    prompts = text.split(/\r?\n/);
+  }
+  prompts = prompts.map((p) => p.trim()).filter((p) => p !== '');
+  if (prompts.length === 0) throw new ScalpelError(`${file}: no prompts found`);
+  return prompts;
+}
+
+export function promptFormat(path: string): 'csv' | 'json' | 'jsonl' | 'txt' {
+  const ext = extname(path).toLowerCase();
+  if (ext === '.csv') return 'csv';
+  if (ext === '.json') return 'json';
+  if (ext === '.jsonl' || ext === '.ndjson') return 'jsonl';
+  return 'txt';
+}
+
+/** Reads a prompt file; the format comes from the extension (.csv, .json, .jsonl; anything else is one per line). */
+export function readPromptFile(path: string, opts: PromptFileOptions = {}): string[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ScalpelError(`${path}: cannot read prompt file (${code === 'ENOENT' ? 'no such file' : code ?? (e as Error).message})`);
+  }
+  return parsePrompts(text, promptFormat(path), path || basename(path), opts);
+}

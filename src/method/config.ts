@@ -1,0 +1,124 @@
+// The method's settings: every constant of the paper is a default here and a flag on the command line.
+import { ScalpelError } from '../errors.js';
+import { DEFAULT_REFUSAL_SUBSTRINGS } from './judge.js';
+
+export type Target = 'false' | 'true';
+export type AblationMode = 'zero' | 'affine';
+/** 'auto': first tokens of the model's own refusals to the harmful training prompts; 'paper': the response
+ * starts "I" and "As" (the paper code's refusal tokens); or an explicit list (token ids or response starts). */
+export type RefusalTokenRule = 'auto' | 'paper' | (number | string)[];
+
+export interface MethodConfig {
+  harmfulTrain: string;
+  harmfulVal: string;
+  harmlessTrain: string;
+  harmlessVal: string;
+  pseudoTrain: string;
+  pseudoVal: string;
+  /** CSV column / JSON field of user prompt files. */
+  column?: string;
+  nTrain: number;
+  nVal: number;
+  seed: number;
+  refusalTokens: RefusalTokenRule;
+  /** Tokens generated per harmful training prompt to find the model's refusals (refusalTokens 'auto'). */
+  probeTokens: number;
+  /** Minimum share of the refusals a first token must start to count as a refusal token ('auto'). */
+  refusalTokenMinShare: number;
+  filter: boolean;
+  lambda: number;
+  target: Target;
+  ablation: AblationMode;
+  /** Reject candidates whose harmless-val KL exceeds this (false-refusal target). */
+  klThreshold: number;
+  /** Reject candidates with layer ≥ floor((1 − prune) · L). */
+  prunePercent: number;
+  harmGuard: boolean;
+  /** --target true: KL threshold and the induce-refusal threshold of Arditi et al. */
+  trueKlThreshold: number;
+  induceThreshold: number;
+  /** Activation addition coefficient (0 = off) and its KL threshold in selection. */
+  alpha: number;
+  actaddKlThreshold: number;
+  evalDatasets: string[];
+  maxNewTokens: number;
+  judgeSubstrings: string[];
+  system?: string;
+}
+
+export const BUILTIN_SETS = {
+  harmfulTrain: 'builtin-harmful-train',
+  harmfulVal: 'builtin-harmful-val',
+  harmlessTrain: 'builtin-harmless-train',
+  harmlessVal: 'builtin-harmless-val',
+  pseudoTrain: 'builtin-pseudo-harmful-train',
+  pseudoVal: 'builtin-pseudo-harmful-val',
+  evalDatasets: ['builtin-pseudo-harmful-test', 'builtin-harmful-test', 'builtin-harmless-test'],
+};
+
+export const PAPER_SETS = {
+  harmfulTrain: 'harmful-train',
+  harmfulVal: 'harmful-val',
+  harmlessTrain: 'harmless-train',
+  harmlessVal: 'harmless-val',
+  pseudoTrain: 'or-bench-hard-train',
+  pseudoVal: 'or-bench-hard-val',
+  evalDatasets: ['xstest-safe', 'xstest-unsafe', 'or-bench-hard-test', 'oktest', 'jbb-harmful', 'or-bench-toxic-test', 'alpaca-test:100'],
+};
+
+export const DEFAULTS: Omit<MethodConfig, keyof typeof PAPER_SETS> = {
+  nTrain: 128,
+  nVal: 32,
+  seed: 1,
+  refusalTokens: 'auto',
+  probeTokens: 16,
+  refusalTokenMinShare: 0.05,
+  filter: true,
+  lambda: 1,
+  target: 'false',
+  ablation: 'zero',
+  klThreshold: 0.2,
+  prunePercent: 0.2,
+  harmGuard: true,
+  trueKlThreshold: 0.1,
+  induceThreshold: 0,
+  alpha: 0,
+  actaddKlThreshold: 2,
+  maxNewTokens: 64,
+  judgeSubstrings: [...DEFAULT_REFUSAL_SUBSTRINGS],
+};
+
+/** --paper: the paper code's choices (no harmful guard, zero ablation, its refusal-token rule). */
+export const PAPER_OVERRIDES: Partial<MethodConfig> = { harmGuard: false, ablation: 'zero', refusalTokens: 'paper' };
+
+/** Full defaults: public datasets when a data directory is known, the built-in prompt sets otherwise. */
+export function defaultConfig(haveDataDir: boolean, paper = false): MethodConfig {
+  return { ...DEFAULTS, ...(haveDataDir ? PAPER_SETS : BUILTIN_SETS), evalDatasets: [...(haveDataDir ? PAPER_SETS : BUILTIN_SETS).evalDatasets], ...(paper ? PAPER_OVERRIDES : {}) };
+}
+
+export function validateConfig(c: MethodConfig): void {
+  const int = (v: number, name: string, min: number) => {
+    if (!Number.isInteger(v) || v < min) throw new ScalpelError(`--${name} ${v}: expected an integer ≥ ${min}`);
+  };
+  int(c.nTrain, 'n-train', 1);
+  int(c.nVal, 'n-val', 1);
+  int(c.seed, 'seed', 0);
+  int(c.probeTokens, 'probe-tokens', 1);
+  int(c.maxNewTokens, 'max-new-tokens', 1);
+  if (!(c.lambda >= 0 && c.lambda <= 1)) throw new ScalpelError(`--lambda ${c.lambda}: expected a number in [0, 1]`);
+  if (!(c.prunePercent >= 0 && c.prunePercent < 1)) throw new ScalpelError(`--prune ${c.prunePercent}: expected a fraction in [0, 1)`);
+  for (const [v, n] of [[c.klThreshold, 'kl-threshold'], [c.trueKlThreshold, 'true-kl-threshold'], [c.actaddKlThreshold, 'actadd-kl-threshold']] as const) {
+    if (!(v >= 0)) throw new ScalpelError(`--${n} ${v}: expected a number ≥ 0`);
+  }
+  if (!Number.isFinite(c.alpha)) throw new ScalpelError(`--alpha ${c.alpha}: expected a number`);
+  if (c.target !== 'false' && c.target !== 'true') throw new ScalpelError(`--target ${String(c.target)}: expected false or true`);
+  if (c.ablation !== 'zero' && c.ablation !== 'affine') throw new ScalpelError(`--ablation ${String(c.ablation)}: expected zero or affine`);
+  if (c.judgeSubstrings.length === 0) throw new ScalpelError('--refusal-substrings: expected at least one phrase');
+  if (c.evalDatasets.length === 0) throw new ScalpelError('--eval: expected at least one dataset');
+  if (Array.isArray(c.refusalTokens) && c.refusalTokens.length === 0) throw new ScalpelError('--refusal-tokens: expected at least one token');
+}
+
+/** First layer that selection prunes: floor((1 − prune) · L), i.e. floor(0.8 L) by default. */
+export function pruneLayer(numLayers: number, prunePercent: number): number {
+  return Math.floor((1 - prunePercent) * numLayers + 1e-9);
+}

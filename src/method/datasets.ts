@@ -1,0 +1,145 @@
+// Prompt sets by name. Public sets are read in place from a data directory (--data-dir or $SCALPEL_DATA, laid out
+// as the raw/ folder of the shared dataset collection); the team-written built-in sets ship in data/prompts/.
+// Anything that is not a known name is treated as a path to a user prompt file (src/io/prompts.ts).
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ScalpelError } from '../errors.js';
+import { parseCsv, parsePrompts, readPromptFile } from '../io/prompts.js';
+
+export interface DatasetSpec {
+  name: string;
+  /** Path relative to the data directory (or to data/prompts for built-in sets). */
+  file: string;
+  /** Prompt field or column. */
+  column: string;
+  /** Keep only CSV rows whose `where[0]` column equals `where[1]`. */
+  where?: [string, string];
+  /** Row slice after filtering: [start, end) with negative indexes counted from the end. */
+  slice?: [number, number | undefined];
+  source: string;
+  builtin?: boolean;
+}
+
+const RD = 'refusal_direction_splits';
+const FR = 'false_refusal_mitigation_splits';
+const SRC_A = 'andyrdt/refusal_direction @ 9d852fa (Arditi et al. splits)';
+const SRC_B = 'mainlp/False-Refusal-Mitigation @ 916dcac (Wang et al. splits)';
+
+export const DATASETS: readonly DatasetSpec[] = [
+  ...(['train', 'val', 'test'] as const).flatMap((split) => [
+    { name: `harmful-${split}`, file: `${RD}/harmful_${split}.json`, column: 'instruction', source: SRC_A },
+    { name: `harmless-${split}`, file: `${RD}/harmless_${split}.json`, column: 'instruction', source: `${SRC_A}; Alpaca (CC BY-NC 4.0)` },
+  ]),
+  ...(['train', 'val', 'test'] as const).map((split) => ({
+    name: `or-bench-hard-${split}`, file: `${FR}/or_bench_hard_${split}.json`, column: 'instruction', source: `${SRC_B}; OR-Bench-hard-1k (CC BY 4.0)`,
+  })),
+  { name: 'or-bench-toxic', file: 'or-bench/or-bench-toxic.csv', column: 'prompt', source: 'OR-Bench toxic (Cui et al. 2024, CC BY 4.0)' },
+  { name: 'or-bench-toxic-test', file: 'or-bench/or-bench-toxic.csv', column: 'prompt', slice: [-100, undefined], source: 'last 100 rows of or-bench-toxic.csv' },
+  { name: 'xstest-safe', file: 'xstest/xstest_prompts.csv', column: 'prompt', where: ['label', 'safe'], source: 'XSTest (Röttger et al. 2024, CC BY 4.0), label = safe' },
+  { name: 'xstest-unsafe', file: 'xstest/xstest_prompts.csv', column: 'prompt', where: ['label', 'unsafe'], source: 'XSTest (Röttger et al. 2024, CC BY 4.0), label = unsafe' },
+  { name: 'oktest', file: 'oktest/OKTest.csv', column: 'prompt', source: 'OKTest (Shi et al. 2024)' },
+  { name: 'jbb-harmful', file: 'jailbreakbench/jailbreakbench.csv', column: 'Goal', source: 'JailbreakBench behaviors, harmful (MIT)' },
+  { name: 'jbb-benign', file: 'jailbreakbench/benign-behaviors.csv', column: 'goal', source: 'JailbreakBench behaviors, benign (MIT)' },
+  { name: 'harmbench-test', file: 'harmbench/harmbench_test.csv', column: 'Behavior', where: ['FunctionalCategory', 'standard'], source: 'HarmBench test, standard behaviours (MIT)' },
+  { name: 'advbench', file: 'advbench/advbench.csv', column: 'goal', source: 'AdvBench harmful behaviours (MIT)' },
+  { name: 'strongreject', file: 'strongreject/strongreject.csv', column: 'forbidden_prompt', source: 'StrongREJECT (MIT)' },
+  { name: 'coconot-contrast', file: 'coconot/coconot_contrast_eval.jsonl', column: 'prompt', source: 'CoCoNot contrast set (MIT)' },
+  { name: 'alpaca-test', file: `${RD}/harmless_test.json`, column: 'instruction', slice: [0, 200], source: 'first 200 of harmless-test (Alpaca, CC BY-NC 4.0)' },
+  // Team-written, original prompts shipped with Scalpel (data/prompts/). Splits by line: the last 16 lines are
+  // test, the 16 before them val, the rest train.
+  ...(['harmful', 'harmless', 'pseudo-harmful'] as const).flatMap((set) => [
+    { name: `builtin-${set}-train`, file: `${set}.txt`, column: '', slice: [0, -32] as [number, number], source: 'Scalpel team (original)', builtin: true },
+    { name: `builtin-${set}-val`, file: `${set}.txt`, column: '', slice: [-32, -16] as [number, number], source: 'Scalpel team (original)', builtin: true },
+    { name: `builtin-${set}-test`, file: `${set}.txt`, column: '', slice: [-16, undefined] as [number, undefined], source: 'Scalpel team (original)', builtin: true },
+  ]),
+];
+
+/** The package root (the folder holding package.json), found from this module's location. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'data'))) return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new Error('cannot find the Scalpel package root');
+    dir = up;
+  }
+}
+
+export function builtinDir(): string {
+  return join(packageRoot(), 'data', 'prompts');
+}
+
+/** --data-dir, else $SCALPEL_DATA, else undefined (built-in prompt sets only). */
+export function resolveDataDir(flag?: string): string | undefined {
+  const dir = flag ?? process.env['SCALPEL_DATA'];
+  if (dir === undefined || dir === '') return undefined;
+  const abs = resolve(dir);
+  if (!existsSync(abs)) throw new ScalpelError(`--data-dir ${dir}: no such directory`);
+  return abs;
+}
+
+export function findDataset(name: string): DatasetSpec | undefined {
+  return DATASETS.find((d) => d.name === name);
+}
+
+export interface LoadedSet {
+  /** What the user asked for: a dataset name (maybe with :N) or a file path. */
+  name: string;
+  prompts: string[];
+  source: string;
+  path: string;
+}
+
+function sliceRows<T>(rows: T[], slice?: [number, number | undefined]): T[] {
+  if (!slice) return rows;
+  return rows.slice(slice[0], slice[1]);
+}
+
+function loadSpec(spec: DatasetSpec, dataDir: string | undefined): { prompts: string[]; path: string } {
+  if (spec.builtin) {
+    const path = join(builtinDir(), spec.file);
+    return { prompts: sliceRows(readPromptFile(path), spec.slice), path };
+  }
+  if (dataDir === undefined) {
+    throw new ScalpelError(`dataset ${spec.name}: needs a data directory (pass --data-dir DIR or set SCALPEL_DATA)`);
+  }
+  const path = join(dataDir, spec.file);
+  if (!existsSync(path)) throw new ScalpelError(`dataset ${spec.name}: ${path} not found (is --data-dir the raw/ folder?)`);
+  let prompts: string[];
+  if (spec.where) {
+    const rows = parseCsv(readFileSync(path, 'utf8'), path);
+    const header = rows[0]!;
+    const pc = header.indexOf(spec.column);
+    const wc = header.indexOf(spec.where[0]);
+    if (pc < 0 || wc < 0) throw new ScalpelError(`${path}: expected columns ${spec.column} and ${spec.where[0]}`);
+    prompts = rows.slice(1).filter((r) => r[wc] === spec.where![1]).map((r) => (r[pc] ?? '').trim()).filter((p) => p !== '');
+  } else {
+    prompts = readPromptFile(path, { column: spec.column });
+  }
+  return { prompts: sliceRows(prompts, spec.slice), path };
+}
+
+/**
+ * Loads a prompt set: a dataset name, optionally with ":N" for its first N prompts (e.g. alpaca-test:100), or a
+ * path to a prompt file. Unknown names that are not files are a one-line error listing the known names.
+ */
+export function loadPromptSet(ref: string, dataDir: string | undefined, column?: string): LoadedSet {
+  const m = /^(.*):(\d+)$/.exec(ref);
+  const base = m && findDataset(m[1]!) ? m[1]! : ref;
+  const limit = m && findDataset(m[1]!) ? Number(m[2]) : undefined;
+  const spec = findDataset(base);
+  if (spec) {
+    const { prompts, path } = loadSpec(spec, dataDir);
+    if (prompts.length === 0) throw new ScalpelError(`dataset ${spec.name}: ${path} holds no prompts`);
+    return { name: ref, prompts: limit === undefined ? prompts : prompts.slice(0, limit), source: spec.source, path };
+  }
+  if (existsSync(ref)) {
+    return { name: ref, prompts: readPromptFile(ref, { column }), source: 'user file', path: resolve(ref) };
+  }
+  if (/[/\\.]/.test(ref)) throw new ScalpelError(`${ref}: no such prompt file`);
+  throw new ScalpelError(`unknown dataset "${ref}" (known: ${DATASETS.map((d) => d.name).join(', ')}; or pass a prompt file)`);
+}
+
+/** Parses prompt text given in memory (used by tests). */
+export { parsePrompts };

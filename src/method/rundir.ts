@@ -1,0 +1,123 @@
+// The run directory: run.json, candidates.safetensors, selection.json, vector.safetensors, eval.json,
+// responses.jsonl. Every file is written atomically (temp file + rename).
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { ScalpelError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { findWeightFiles } from '../model/files.js';
+import type { Tensor } from '../engine/types.js';
+
+export const RUN_FORMAT = 'scalpel-run/1';
+export const FILES = {
+  run: 'run.json',
+  candidates: 'candidates.safetensors',
+  selection: 'selection.json',
+  vector: 'vector.safetensors',
+  eval: 'eval.json',
+  responses: 'responses.jsonl',
+} as const;
+
+export interface StageRecord {
+  key: string;
+  seconds: number;
+  forward_passes: number;
+  prompt_prefills: number;
+  decode_steps: number;
+  finished_at: string;
+}
+
+export interface RunJson {
+  format: string;
+  model: { dir: string; fingerprint: string; num_layers?: number; width?: number; vocab_size?: number };
+  config: Record<string, unknown>;
+  seeds: { sample: number; rng: string };
+  post_instruction_tokens?: { ids: number[]; text: string[] };
+  refusal_tokens?: { rule: string; ids: number[]; text: string[]; first_token_counts?: Record<string, number>; refusals_found?: number; probed?: number };
+  data?: Record<string, { ref: string; source: string; available: number; sampled: number; kept?: number }>;
+  stages: Partial<Record<'extract' | 'select' | 'eval', StageRecord>>;
+  [key: string]: unknown;
+}
+
+/**
+ * A model's identity for "is this RUN from this model?": config.json's bytes, the weight files' names and sizes, and
+ * 64 KiB sampled from each weight file (cheap even for large models).
+ */
+export function modelFingerprint(dir: string): string {
+  const h = createHash('sha256');
+  const cfg = join(dir, 'config.json');
+  if (!existsSync(cfg)) throw new ScalpelError(`${cfg}: file is missing, expected a Hugging Face model directory with config.json`);
+  h.update(readFileSync(cfg));
+  for (const f of findWeightFiles(dir).files.slice().sort()) {
+    const size = statSync(f).size;
+    h.update(`\n${basename(f)}:${size}\n`);
+    // 16 samples of 4 KiB spread over the file (header included): retrained weights of the same shapes differ here.
+    const fd = openSync(f, 'r');
+    try {
+      const buf = Buffer.alloc(4096);
+      for (let i = 0; i < 16; i++) {
+        const at = Math.floor(((size - buf.length) * i) / 15);
+        const n = readSync(fd, buf, 0, buf.length, Math.max(0, at));
+        h.update(buf.subarray(0, n));
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return h.digest('hex').slice(0, 16);
+}
+
+export function readRunJson(runDir: string): RunJson | null {
+  const p = join(runDir, FILES.run);
+  if (!existsSync(p)) return null;
+  let j: unknown;
+  try {
+    j = JSON.parse(readFileSync(p, 'utf8'));
+  } catch (e) {
+    throw new ScalpelError(`${p}: not valid JSON (${(e as Error).message})`);
+  }
+  if (!j || typeof j !== 'object' || (j as RunJson).format !== RUN_FORMAT) throw new ScalpelError(`${p}: not a Scalpel run (expected format ${RUN_FORMAT})`);
+  return j as RunJson;
+}
+
+/** Throws unless `runDir`'s run.json was made with the model of this fingerprint. */
+export function checkSameModel(run: RunJson, runDir: string, modelDir: string, fingerprint: string): void {
+  if (run.model.fingerprint !== fingerprint) {
+    throw new ScalpelError(`${join(runDir, FILES.run)}: RUN was made with a different model (${run.model.dir}, fingerprint ${run.model.fingerprint}); ${resolve(modelDir)} has fingerprint ${fingerprint}`);
+  }
+}
+
+export async function writeJson(runDir: string, file: string, value: unknown): Promise<void> {
+  await writeFileAtomic(join(runDir, file), JSON.stringify(value, null, 2) + '\n');
+}
+
+export function readJson<T>(runDir: string, file: string): T {
+  const p = join(runDir, file);
+  if (!existsSync(p)) throw new ScalpelError(`${p}: missing; run the stage that makes it first`);
+  try {
+    return JSON.parse(readFileSync(p, 'utf8')) as T;
+  } catch (e) {
+    throw new ScalpelError(`${p}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+export function f32Tensor(name: string, shape: number[], data: ArrayLike<number>): Tensor {
+  return { name, dtype: 'f32', shape, data: data instanceof Float32Array ? data : Float32Array.from(data) };
+}
+
+export async function writeTensors(runDir: string, file: string, tensors: Tensor[], metadata: Record<string, string>): Promise<void> {
+  await writeSafetensors(join(runDir, file), tensors, metadata);
+}
+
+export async function readTensors(runDir: string, file: string): Promise<Map<string, Float32Array>> {
+  const p = join(runDir, file);
+  if (!existsSync(p)) throw new ScalpelError(`${p}: missing; run the stage that makes it first`);
+  const m = await readSafetensors(p);
+  const out = new Map<string, Float32Array>();
+  for (const [k, t] of m) {
+    if (t.dtype !== 'f32') throw new ScalpelError(`${p}: tensor '${k}' is ${t.dtype}, expected f32`);
+    out.set(k, t.data as Float32Array);
+  }
+  return out;
+}
