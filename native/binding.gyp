@@ -16,7 +16,8 @@
         {"target_name": "scalpel_avx512", "type": "static_library", "sources": ["src/kern_avx512.cc"],
          "cflags_cc": ["-Wno-uninitialized", "-Wno-maybe-uninitialized", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c", "-mavx2"]},
         {"target_name": "scalpel_native",
-         "sources": ["src/addon.cc", "src/pool.cc", "src/kern_scalar.cc"],
+         "sources": ["src/addon.cc", "src/pool.cc", "src/kern_scalar.cc", "src/ops.cc"],
+         "cflags_cc": ["-fno-trapping-math"],
          "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
          "defines": ["NAPI_CPP_EXCEPTIONS", "NAPI_VERSION=8", "SCALPEL_X86=1"],
          "dependencies": ["scalpel_avx2", "scalpel_avx512"]}
@@ -24,7 +25,8 @@
     }, {
       "targets": [
         {"target_name": "scalpel_native",
-         "sources": ["src/addon.cc", "src/pool.cc", "src/kern_scalar.cc"],
+         "sources": ["src/addon.cc", "src/pool.cc", "src/kern_scalar.cc", "src/ops.cc"],
+         "cflags_cc": ["-fno-trapping-math"],
          "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
          "defines": ["NAPI_CPP_EXCEPTIONS", "NAPI_VERSION=8"]}
       ]

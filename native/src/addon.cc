@@ -1,5 +1,6 @@
 // The JavaScript face of the native kernels (node-addon-api).
 //   matmul(y, x, w, dtype, m, n, k, bias?)  y[m,n] = x[m,k] · Wᵀ (+ bias); typed arrays are used in place.
+//   attention(...), gatedAct(...)            the two non-matmul steps worth native code (see native/src/ops.cc)
 //   info() → { isa, best, threads };  setIsa(name) → isa in use;  setThreads(n) → threads in use.
 #include <napi.h>
 
@@ -91,20 +92,20 @@ size_t unit_of(Isa isa) {
 
 template <typename T>
 T* typed_data(const Napi::Value& v, napi_typedarray_type want, size_t need, const char* what) {
-  if (!v.IsTypedArray()) throw Napi::TypeError::New(v.Env(), std::string("matmul: ") + what + " must be a typed array");
+  if (!v.IsTypedArray()) throw Napi::TypeError::New(v.Env(), std::string("scalpel native: ") + what + " must be a typed array");
   Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  if (ta.TypedArrayType() != want) throw Napi::TypeError::New(v.Env(), std::string("matmul: ") + what + " has the wrong element type");
+  if (ta.TypedArrayType() != want) throw Napi::TypeError::New(v.Env(), std::string("scalpel native: ") + what + " has the wrong element type");
   if (ta.ElementLength() < need)
-    throw Napi::RangeError::New(v.Env(), std::string("matmul: ") + what + " has " + std::to_string(ta.ElementLength()) +
+    throw Napi::RangeError::New(v.Env(), std::string("scalpel native: ") + what + " has " + std::to_string(ta.ElementLength()) +
                                              " elements, needs " + std::to_string(need));
   return reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
 }
 
 size_t dim(const Napi::Value& v, const char* what) {
-  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string("matmul: ") + what + " must be a number");
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string("scalpel native: ") + what + " must be a number");
   const double d = v.As<Napi::Number>().DoubleValue();
   if (!(d >= 0) || d != static_cast<double>(static_cast<int64_t>(d)) || d > 9.0e15)
-    throw Napi::RangeError::New(v.Env(), std::string("matmul: ") + what + " must be a non-negative integer");
+    throw Napi::RangeError::New(v.Env(), std::string("scalpel native: ") + what + " must be a non-negative integer");
   return static_cast<size_t>(d);
 }
 
@@ -140,6 +141,93 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// ---- attention(out, q, kCache, vCache, batch, seq, start, firstReal, slots, heads, kvHeads, headDim, capacity,
+//                scale, softcap, window)
+struct AttentionJob {
+  AttentionArgs args;
+  size_t pairs;
+};
+
+void run_attention(void* ctx, int tid, int nthreads) {
+  const AttentionJob& job = *static_cast<const AttentionJob*>(ctx);
+  const size_t per = (job.pairs + nthreads - 1) / nthreads;
+  const size_t p0 = std::min(job.pairs, per * tid), p1 = std::min(job.pairs, p0 + per);
+  if (p0 >= p1) return;
+  std::unique_ptr<double[]> scratch(new double[job.args.start + job.args.seq]);
+  attention_pairs(job.args, p0, p1, scratch.get());
+}
+
+Napi::Value Attention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 16) throw Napi::TypeError::New(env, "attention: expected 16 arguments");
+  AttentionJob job{};
+  AttentionArgs& a = job.args;
+  a.batch = dim(info[4], "batch");
+  a.seq = dim(info[5], "seq");
+  a.start = dim(info[6], "start");
+  a.heads = dim(info[9], "heads");
+  a.kv_heads = dim(info[10], "kvHeads");
+  a.head_dim = dim(info[11], "headDim");
+  a.capacity = dim(info[12], "capacity");
+  if (!info[13].IsNumber() || !info[14].IsNumber()) throw Napi::TypeError::New(env, "attention: scale and softcap must be numbers");
+  a.scale = info[13].As<Napi::Number>().DoubleValue();
+  a.softcap = info[14].As<Napi::Number>().DoubleValue();
+  a.window = dim(info[15], "window");
+  if (a.heads == 0 || a.kv_heads == 0 || a.heads % a.kv_heads != 0) throw Napi::RangeError::New(env, "attention: heads must be a multiple of kvHeads");
+  if (a.head_dim == 0 || a.head_dim > 512) throw Napi::RangeError::New(env, "attention: headDim must be 1..512");
+  if (a.start + a.seq > a.capacity) throw Napi::RangeError::New(env, "attention: start + seq exceeds the cache capacity");
+  const size_t act = a.batch * a.seq * a.heads * a.head_dim;
+  a.out = typed_data<float>(info[0], napi_float32_array, act, "out");
+  a.q = typed_data<const float>(info[1], napi_float32_array, act, "q");
+  a.first_real = typed_data<const int32_t>(info[7], napi_int32_array, a.batch, "firstReal");
+  a.slots = typed_data<const int32_t>(info[8], napi_int32_array, a.batch, "slots");
+  const size_t per_slot = a.kv_heads * a.capacity * a.head_dim;
+  int32_t max_slot = 0;
+  for (size_t b = 0; b < a.batch; b++) {
+    if (a.slots[b] < 0 || a.first_real[b] < 0) throw Napi::RangeError::New(env, "attention: slots and firstReal must be non-negative");
+    max_slot = std::max(max_slot, a.slots[b]);
+  }
+  const size_t cache = a.batch ? (static_cast<size_t>(max_slot) + 1) * per_slot : 0;
+  a.k = typed_data<const float>(info[2], napi_float32_array, cache, "kCache");
+  a.v = typed_data<const float>(info[3], napi_float32_array, cache, "vCache");
+  job.pairs = a.batch * a.heads;
+  if (job.pairs == 0 || a.seq == 0) return env.Undefined();
+  const size_t work = a.batch * a.heads * a.seq * (a.start + a.seq) * a.head_dim;
+  if (work < 256 * 1024 || job.pairs < 2) run_attention(&job, 0, 1);
+  else pool().run(run_attention, &job);
+  return env.Undefined();
+}
+
+// ---- gatedAct(gate, up, n, act): gate = act(gate) * up, act 0 = silu, 1 = gelu_tanh
+struct GatedJob {
+  float* gate;
+  const float* up;
+  size_t n;
+  int act;
+};
+
+void run_gated(void* ctx, int tid, int nthreads) {
+  const GatedJob& job = *static_cast<const GatedJob*>(ctx);
+  const size_t per = (job.n + nthreads - 1) / nthreads;
+  const size_t i0 = std::min(job.n, per * tid), i1 = std::min(job.n, i0 + per);
+  gated_act(job.gate, job.up, i0, i1, job.act);
+}
+
+Napi::Value GatedAct(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4) throw Napi::TypeError::New(env, "gatedAct(gate, up, n, act)");
+  GatedJob job{};
+  job.n = dim(info[2], "n");
+  const size_t act = dim(info[3], "act");
+  if (act > 1) throw Napi::RangeError::New(env, "gatedAct: act must be 0 (silu) or 1 (gelu_tanh)");
+  job.act = static_cast<int>(act);
+  job.gate = typed_data<float>(info[0], napi_float32_array, job.n, "gate");
+  job.up = typed_data<const float>(info[1], napi_float32_array, job.n, "up");
+  if (job.n < 32 * 1024) run_gated(&job, 0, 1);
+  else pool().run(run_gated, &job);
+  return env.Undefined();
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -169,6 +257,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     g_isa = static_cast<int>(want) <= static_cast<int>(kBest) ? want : kBest;
   }
   exports.Set("matmul", Napi::Function::New(env, Matmul));
+  exports.Set("attention", Napi::Function::New(env, Attention));
+  exports.Set("gatedAct", Napi::Function::New(env, GatedAct));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setIsa", Napi::Function::New(env, SetIsa));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));

@@ -1,16 +1,27 @@
 // Portable C++ kernels: any CPU, no intrinsics. Eight partial sums per dot product so the compiler can
 // keep several FMAs in flight (and vectorise where the baseline ISA allows).
 #include <algorithm>
+#include <vector>
 
 #include "kernels.h"
 
 namespace scalpel {
 namespace {
 
+// f16 → f32 by table (256 KB, built on first use): the bit-level conversion branches on subnormals.
+const float* f16_table() {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(65536);
+    for (uint32_t h = 0; h < 65536; h++) t[h] = f16_to_f32(static_cast<uint16_t>(h));
+    return t;
+  }();
+  return table.data();
+}
+
 template <int DT>
 inline float widen(const void* w, size_t off) {
   if constexpr (DT == F32) return static_cast<const float*>(w)[off];
-  else if constexpr (DT == F16) return f16_to_f32(static_cast<const uint16_t*>(w)[off]);
+  else if constexpr (DT == F16) return f16_table()[static_cast<const uint16_t*>(w)[off]];
   else return bf16_to_f32(static_cast<const uint16_t*>(w)[off]);
 }
 

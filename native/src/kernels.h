@@ -60,3 +60,27 @@ inline float f16_to_f32(uint16_t h) {
 }
 
 }  // namespace scalpel
+
+namespace scalpel {
+
+// Causal attention over a KV cache laid out [slot][kv head][position][head dim] (see src/engine/cache.ts).
+// Row b's real tokens start at column first_real[b]; the query at column c = start + i sees keys firstReal[b] ≤ j ≤ c
+// (and c - window < j when window > 0); padding queries output zeros. softcap 0 = none.
+struct AttentionArgs {
+  float* out;          // [batch, seq, heads, head_dim]
+  const float* q;      // same shape
+  const float* k;      // one layer of the cache
+  const float* v;
+  const int32_t* first_real;  // [batch]
+  const int32_t* slots;       // [batch]
+  size_t batch, seq, start, heads, kv_heads, head_dim, capacity;
+  double scale, softcap;
+  size_t window;  // 0 = none
+};
+/** Runs the (batch, head) pairs [p0, p1) of b * heads + h; scratch holds start + seq doubles. */
+void attention_pairs(const AttentionArgs& a, size_t p0, size_t p1, double* scratch);
+
+/** gate[i] = act(gate[i]) * up[i] for i in [i0, i1); act 0 = silu, 1 = gelu (tanh approximation). */
+void gated_act(float* gate, const float* up, size_t i0, size_t i1, int act);
+
+}  // namespace scalpel

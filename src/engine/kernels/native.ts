@@ -3,6 +3,9 @@
 // thread pool (SCALPEL_THREADS threads, default: the CPUs this process may use). Typed arrays are used in place.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import type { Activation } from '../../arch/base.js';
+import type { AttentionArgs } from '../attention.js';
+import type { KVCache } from '../cache.js';
 import type { Kernels, Matrix } from '../types.js';
 
 /** What the addon exports (native/src/addon.cc). */
@@ -10,6 +13,12 @@ export interface NativeAddon {
   /** y[m,n] = x[m,k]·Wᵀ (+ bias); dtype 0 = f32 (w: Float32Array), 1 = f16, 2 = bf16 (w: Uint16Array). */
   matmul(y: Float32Array, x: Float32Array, w: Float32Array | Uint16Array, dtype: number, m: number, n: number, k: number,
     bias?: Float32Array): void;
+  /** Causal attention over one layer of the KV cache (native/src/ops.cc); softcap 0 and window 0 mean none. */
+  attention(out: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, batch: number, seq: number, start: number,
+    firstReal: Int32Array, slots: Int32Array, heads: number, kvHeads: number, headDim: number, capacity: number,
+    scale: number, softcap: number, window: number): void;
+  /** gate[i] = act(gate[i]) · up[i] for i < n; act 0 = silu, 1 = gelu_tanh. */
+  gatedAct(gate: Float32Array, up: Float32Array, n: number, act: number): void;
   /** isa in use, best isa this CPU supports, thread count. */
   info(): { isa: NativeIsa; best: NativeIsa; threads: number };
   /** Lowers (or restores) the instruction set; returns the one in use (never above what the CPU has). */
@@ -40,14 +49,40 @@ export function loadNativeAddon(): NativeAddon {
   return addon;
 }
 
-/** The Kernels interface over the addon. `name` follows setIsa, e.g. 'native-avx512'. */
-export function nativeKernels(a: NativeAddon = loadNativeAddon()): Kernels {
+/**
+ * The Kernels interface over the addon, plus the native attention and gated activation (NativeOps) for an engine
+ * that wants them. `name` follows setIsa, e.g. 'native-avx512'.
+ */
+export function nativeKernels(a: NativeAddon = loadNativeAddon()): Kernels & NativeOps {
   return {
     get name() {
       return `native-${a.info().isa}`;
     },
     matmul(y: Float32Array, x: Float32Array, w: Matrix, m: number, bias?: Float32Array): void {
       a.matmul(y, x, w.data, DTYPE_CODE[w.dtype], m, w.rows, w.cols, bias);
+    },
+    ...nativeOps(a),
+  };
+}
+
+/**
+ * Native twins of the engine's attention() (src/engine/attention.ts) and gatedAct() (src/engine/ops.ts), same
+ * signatures and semantics, threaded over (row, head) pairs / elements. Dot products and the weighted sum of values
+ * run in f32, the softmax in f64.
+ */
+export interface NativeOps {
+  attention(out: Float32Array, q: Float32Array, cache: KVCache, layer: number, a: AttentionArgs): void;
+  gatedAct(gate: Float32Array, up: Float32Array, act: Activation): void;
+}
+
+export function nativeOps(a: NativeAddon = loadNativeAddon()): NativeOps {
+  return {
+    attention(out, q, cache, layer, x) {
+      a.attention(out, q, cache.k[layer]!, cache.v[layer]!, x.batch, x.seq, x.start, x.firstReal, x.slots, x.numHeads,
+        x.numKvHeads, x.headDim, cache.capacity, x.scale, x.softcap ?? 0, x.window ?? 0);
+    },
+    gatedAct(gate, up, act) {
+      a.gatedAct(gate, up, gate.length, act === 'silu' ? 0 : 1);
     },
   };
 }

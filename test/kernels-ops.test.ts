@@ -1,0 +1,79 @@
+// The native attention and gated activation against the engine's own TypeScript versions (same signatures).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ModelArgs } from '../src/arch/base.js';
+import { attention, type AttentionArgs } from '../src/engine/attention.js';
+import { KVCache } from '../src/engine/cache.js';
+import { gatedAct } from '../src/engine/ops.js';
+import { nativeOps } from '../src/engine/kernels/native.js';
+import { tryNativeKernels } from '../src/engine/kernels/index.js';
+
+const native = tryNativeKernels();
+const skip = native.kernels ? false : `native addon not loadable: ${native.reason}`;
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 31 - 1;
+  };
+}
+
+function close(a: Float32Array, b: Float32Array, tol: number, label: string): void {
+  assert.equal(a.length, b.length);
+  for (let i = 0; i < a.length; i++) {
+    if (!(Math.abs(a[i]! - b[i]!) <= tol * (1 + Math.abs(b[i]!)))) assert.fail(`${label}: [${i}] ${a[i]} vs ${b[i]}`);
+  }
+}
+
+test('native attention matches the engine: padding, GQA, decode steps, sliding window, soft-capping', { skip }, () => {
+  const ops = nativeOps();
+  const r = rng(7);
+  for (const [heads, kvHeads, headDim] of [[4, 2, 16], [3, 3, 20], [14, 2, 64]] as const) {
+    const args = { numLayers: 2, numKvHeads: kvHeads, headDim } as unknown as ModelArgs;
+    const batch = 3, capacity = 40, layer = 1;
+    const cache = new KVCache(args, 4, capacity);
+    for (const arr of [...cache.k, ...cache.v]) for (let i = 0; i < arr.length; i++) arr[i] = r();
+    const firstReal = Int32Array.from([0, 5, 11]);
+    const slots = Int32Array.from([2, 0, 3]);
+    for (const [seq, start] of [[17, 0], [1, 17], [4, 30]] as const) {
+      for (const window of [null, 6]) {
+        for (const softcap of [null, 3]) {
+          const a: AttentionArgs = { batch, seq, start, firstReal, slots, numHeads: heads, numKvHeads: kvHeads, headDim, scale: 1 / Math.sqrt(headDim), softcap, window };
+          const q = Float32Array.from({ length: batch * seq * heads * headDim }, () => r() * 2);
+          const want = new Float32Array(q.length).fill(NaN);
+          const got = new Float32Array(q.length).fill(NaN);
+          attention(want, q, cache, layer, a);
+          ops.attention(got, q, cache, layer, a);
+          close(got, want, 2e-6, `heads=${heads}/${kvHeads} d=${headDim} seq=${seq} start=${start} window=${window} softcap=${softcap}`);
+        }
+      }
+    }
+  }
+});
+
+test('native gated activation matches the engine (silu, gelu_tanh)', { skip }, () => {
+  const ops = nativeOps();
+  const r = rng(11);
+  for (const act of ['silu', 'gelu_tanh'] as const) {
+    for (const n of [1, 37, 100_003]) {
+      const gate = Float32Array.from({ length: n }, () => r() * 12);
+      const up = Float32Array.from({ length: n }, () => r() * 3);
+      const want = gate.slice();
+      const got = gate.slice();
+      gatedAct(want, up, act);
+      ops.gatedAct(got, up, act);
+      close(got, want, 1e-6, `${act} n=${n}`);
+    }
+  }
+});
+
+test('native attention checks its arguments', { skip }, () => {
+  const ops = nativeOps();
+  const args = { numLayers: 1, numKvHeads: 1, headDim: 4 } as unknown as ModelArgs;
+  const cache = new KVCache(args, 1, 8);
+  const a: AttentionArgs = { batch: 1, seq: 2, start: 7, firstReal: Int32Array.from([0]), slots: Int32Array.from([0]), numHeads: 1, numKvHeads: 1, headDim: 4, scale: 1, softcap: null, window: null };
+  assert.throws(() => ops.attention(new Float32Array(8), new Float32Array(8), cache, 0, a), RangeError); // past capacity
+  assert.throws(() => ops.attention(new Float32Array(8), new Float32Array(8), cache, 0, { ...a, start: 0, slots: Int32Array.from([1]) }), RangeError); // no slot 1
+  assert.throws(() => ops.attention(new Float32Array(7), new Float32Array(8), cache, 0, { ...a, start: 0 }), RangeError);
+});
