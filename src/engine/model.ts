@@ -213,7 +213,7 @@ export class Model {
       step.cache.write(l, k, v, batch, seq, start, step.slots);
       // att = softmax(q · Kᵀ · scale, causal + padding (+ window) mask) · V
       attnArgs.window = layer.window;
-      attention(att, q, step.cache, l, attnArgs);
+      (K.attention ?? attention)(att, q, step.cache, l, attnArgs);
       // o = att · Woᵀ (Gemma: o = rmsnorm(o))
       K.matmul(o, att, L.o, rows, L.oBias);
       if (L.attnOutNorm) rmsnorm(o, o, L.attnOutNorm, rows, D, a.normEps);
@@ -227,7 +227,7 @@ export class Model {
       // h = act(xn · Wgᵀ) ⊙ (xn · Wuᵀ)
       K.matmul(gate, xn, L.gate, rows, L.gateBias);
       K.matmul(up, xn, L.up, rows, L.upBias);
-      gatedAct(gate, up, a.act);
+      (K.gatedAct ?? gatedAct)(gate, up, a.act);
       // o = h · Wdᵀ (Gemma: o = rmsnorm(o))
       K.matmul(o, gate, L.down, rows, L.downBias);
       if (L.mlpOutNorm) rmsnorm(o, o, L.mlpOutNorm, rows, D, a.normEps);

@@ -1,5 +1,8 @@
 // The shared vocabulary of the engine: weights as stored, kernels, hooks and batches.
 // Every other module builds on these types; change them only with care.
+import type { AttentionArgs } from './attention.js';
+import type { KVCache } from './cache.js';
+import type { Activation } from '../arch/base.js';
 
 /** Storage width of a weight tensor. f16/bf16 stay 16-bit in memory (raw bits in a Uint16Array). */
 export type WeightDType = 'f32' | 'f16' | 'bf16';
@@ -27,6 +30,10 @@ export interface Kernels {
   readonly name: string;
   /** y[m, n] = x[m, k] · Wᵀ (+ bias[n]); W is [n, k]; x and y are f32 row-major. */
   matmul(y: Float32Array, x: Float32Array, w: Matrix, m: number, bias?: Float32Array): void;
+  /** Optional faster twin of engine/attention.ts attention() (same semantics); the engine's own runs otherwise. */
+  attention?(out: Float32Array, q: Float32Array, cache: KVCache, layer: number, a: AttentionArgs): void;
+  /** Optional faster twin of engine/ops.ts gatedAct(): gate ← act(gate) ⊙ up. */
+  gatedAct?(gate: Float32Array, up: Float32Array, act: Activation): void;
 }
 
 /**
