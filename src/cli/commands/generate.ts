@@ -21,7 +21,7 @@ interface GenerateFlags {
 export function register(program: Command): void {
   program
     .command('generate')
-    .description('Greedy-decode a continuation of one prompt with a Hugging Face model directory')
+    .description('greedy-decode a continuation of one prompt with a Hugging Face model directory')
     .requiredOption('--model <dir>', 'model directory (config.json, *.safetensors, tokenizer.json)')
     .requiredOption('--prompt <text>', 'the prompt text')
     .option('--chat', "render the prompt as a user turn with the model's chat template")
