@@ -118,14 +118,21 @@ test('intervention hooks cover resid_pre, attn_out and mlp_out of every layer, t
   const act = Float32Array.from([5, 5]);
   for (const f of h.get('blocks.1.hook_resid_pre')!) f(act, ctxOf(1, 1, 2));
   assert.deepEqual([...act], [0, 7]); // ablated, then α v added whole
-  // Affine targets go to resid_pre only; attention and MLP outputs are zero-ablated.
-  const a = interventionHooks(2, { direction: [1, 0], affineTargets: [3, 4] });
-  const x = Float32Array.from([1, 1]);
-  a.get('blocks.1.hook_resid_pre')![0]!(x, ctxOf(1, 1, 2));
-  assert.deepEqual([...x], [4, 1]);
-  const y = Float32Array.from([1, 1]);
-  a.get('blocks.1.hook_attn_out')![0]!(y, ctxOf(1, 1, 2));
-  assert.deepEqual([...y], [0, 1]);
+  // Affine: targets [position][layer] for the last k = 1 column of a prompt pass. There resid_pre gets the target and
+  // attn_out is zero-ablated; user-text columns and decode steps are left alone.
+  const a = interventionHooks(2, { direction: [1, 0], affineTargets: [[3, 4]] });
+  const x = Float32Array.from([1, 1, 1, 1]); // [batch 1, seq 2, width 2]: user token, post-instruction token
+  a.get('blocks.1.hook_resid_pre')![0]!(x, ctxOf(1, 2, 2));
+  assert.deepEqual([...x], [1, 1, 4, 1]);
+  const y = Float32Array.from([1, 1, 1, 1]);
+  a.get('blocks.1.hook_attn_out')![0]!(y, ctxOf(1, 2, 2));
+  assert.deepEqual([...y], [1, 1, 0, 1]);
+  const z = Float32Array.from([1, 1]);
+  a.get('blocks.1.hook_resid_pre')![0]!(z, { ...ctxOf(1, 1, 2), start: 2 });
+  assert.deepEqual([...z], [1, 1]);
+  const padded = Float32Array.from([1, 1, 1, 1]); // rows marked not valid are never edited
+  a.get('blocks.0.hook_resid_pre')![0]!(padded, ctxOf(1, 2, 2, [1, 0]));
+  assert.deepEqual([...padded], [1, 1, 1, 1]);
   assert.equal(interventionHooks(2).size, 0);
 });
 

@@ -49,11 +49,36 @@ function push(map: HookMap, name: string, hook: Hook): void {
 export interface AblationSpec {
   direction: ArrayLike<number>;
   /**
-   * Affine ablation: the per-layer target projection of the block input (e.g. the harmless mean's projection
-   * on the direction at that layer). Attention and MLP outputs are still zero-ablated, so every layer's input
-   * ends up with exactly the target projection. Omit for zero ablation.
+   * Affine ablation: target projections [k][L] for the k post-instruction positions (−k … −1) at every layer, e.g.
+   * the harmless means' projections on the direction. Applied to those positions of the prompt only, at prefill:
+   * each layer input there gets its target projection and attention / MLP outputs there are zero-ablated. User
+   * text and generated tokens are left alone, because one position's target pushed onto every token (generated
+   * ones sit near zero) makes the model loop. Omit for zero ablation (every position, every step).
    */
-  affineTargets?: readonly number[];
+  affineTargets?: readonly (readonly number[])[];
+}
+
+/**
+ * Affine ablation at the last `targets.length` columns of a prompt pass (ctx.start = 0; batches are left-padded,
+ * so every prompt's post-instruction tokens are those columns): their projection on d becomes targets[i].
+ */
+export function postInstructionAblationHook(direction: ArrayLike<number>, targets: readonly number[]): Hook {
+  const d = toF32(direction);
+  const k = targets.length;
+  return (act: Float32Array, ctx: HookContext) => {
+    if (ctx.start !== 0 || ctx.seq < k) return;
+    const w = ctx.width;
+    for (let b = 0; b < ctx.batch; b++)
+      for (let i = 0; i < k; i++) {
+        const row = b * ctx.seq + ctx.seq - k + i;
+        if (!ctx.valid[row]) continue;
+        const o = row * w;
+        let p = 0;
+        for (let j = 0; j < w; j++) p += act[o + j]! * d[j]!;
+        const c = targets[i]! - p;
+        for (let j = 0; j < w; j++) act[o + j]! += c * d[j]!;
+      }
+  };
 }
 
 export interface ActAddSpec {
@@ -70,10 +95,13 @@ export interface ActAddSpec {
 export function interventionHooks(numLayers: number, ablation?: AblationSpec, actadd?: ActAddSpec): HookMap {
   const map: HookMap = new Map();
   if (ablation) {
-    const zero = ablationHook(ablation.direction, 0);
+    const targets = ablation.affineTargets;
+    const zero = targets
+      ? postInstructionAblationHook(ablation.direction, targets.map(() => 0))
+      : ablationHook(ablation.direction, 0);
     for (let l = 0; l < numLayers; l++) {
-      const target = ablation.affineTargets?.[l] ?? 0;
-      push(map, hookName(l, 'hook_resid_pre'), target === 0 ? zero : ablationHook(ablation.direction, target));
+      const pre = targets ? postInstructionAblationHook(ablation.direction, targets.map((t) => t[l]!)) : zero;
+      push(map, hookName(l, 'hook_resid_pre'), pre);
       push(map, hookName(l, 'hook_attn_out'), zero);
       push(map, hookName(l, 'hook_mlp_out'), zero);
     }

@@ -500,7 +500,8 @@ class Runner {
     }
     const v = vectorFor(cand, c, chosen.i, chosen.l, c.lambda);
     const tensors = [f32Tensor('direction', [d], v.ablation.direction), f32Tensor('r', [d], slice(cand.r, chosen.i, chosen.l, L, d)), f32Tensor('w', [d], slice(cand.w, chosen.i, chosen.l, L, d))];
-    if (v.ablation.affineTargets) tensors.push(f32Tensor('affine_targets', [L], v.ablation.affineTargets));
+    const targets = v.ablation.affineTargets;
+    if (targets) tensors.push(f32Tensor('affine_targets', [targets.length, L], targets.flat()));
     const meta: Record<string, string> = {
       format: 'scalpel-vector/1',
       position: String(chosen.row.position), layer: String(chosen.l), lambda: String(c.lambda), target: c.target, ablation: c.ablation,
@@ -700,7 +701,7 @@ export function slice(t: Float32Array, i: number, l: number, L: number, d: numbe
 
 /**
  * The ablation of candidate (i, l): ŵ from w and r with λ (target false) or r̂ (target true); for affine ablation
- * the per-layer targets are the harmless means' projections on the direction at position i.
+ * the targets are the harmless means' projections on the direction at every post-instruction position and layer.
  */
 export function vectorFor(cand: Candidates, c: Pick<MethodConfig, 'target' | 'ablation'>, i: number, l: number, lambda: number): { ablation: AblationSpec } {
   const { L, d } = cand;
@@ -708,9 +709,9 @@ export function vectorFor(cand: Candidates, c: Pick<MethodConfig, 'target' | 'ab
   const direction = c.target === 'true' ? unit(r) : ablationDirection(slice(cand.w, i, l, L, d), r, lambda);
   const ablation: AblationSpec = { direction: Float32Array.from(direction) };
   if (c.ablation === 'affine') {
-    const targets: number[] = [];
-    for (let layer = 0; layer < L; layer++) targets.push(dot(slice(cand.meanHarmless, i, layer, L, d), direction));
-    ablation.affineTargets = targets;
+    // [position][layer]: each post-instruction position keeps its own harmless projection.
+    ablation.affineTargets = Array.from({ length: cand.k }, (_, pos) =>
+      Array.from({ length: L }, (_, layer) => dot(slice(cand.meanHarmless, pos, layer, L, d), direction)));
   }
   return { ablation };
 }
