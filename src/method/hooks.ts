@@ -6,6 +6,14 @@ function toF32(v: ArrayLike<number>): Float32Array {
   return v instanceof Float32Array ? v : Float32Array.from(v as ArrayLike<number>);
 }
 
+/** x ← x − (x·d)d + target·d on the row of `width` values at `offset` (d is a unit vector). */
+function setProjection(act: Float32Array, offset: number, width: number, d: Float32Array, target: number): void {
+  let p = 0;
+  for (let j = 0; j < width; j++) p += act[offset + j]! * d[j]!;
+  const c = target - p;
+  for (let j = 0; j < width; j++) act[offset + j]! += c * d[j]!;
+}
+
 /**
  * Directional ablation x ← x − (x·d)d + c·d for every real token row (d is a unit vector).
  * c = 0 is the paper's zero ablation; c = the harmless mean projection gives affine ablation.
@@ -17,11 +25,7 @@ export function ablationHook(direction: ArrayLike<number>, target = 0): Hook {
     const rows = ctx.batch * ctx.seq;
     for (let row = 0; row < rows; row++) {
       if (!ctx.valid[row]) continue;
-      const o = row * w;
-      let p = 0;
-      for (let j = 0; j < w; j++) p += act[o + j]! * d[j]!;
-      const c = target - p;
-      for (let j = 0; j < w; j++) act[o + j]! += c * d[j]!;
+      setProjection(act, row * w, w, d, target);
     }
   };
 }
@@ -72,11 +76,7 @@ export function postInstructionAblationHook(direction: ArrayLike<number>, target
       for (let i = 0; i < k; i++) {
         const row = b * ctx.seq + ctx.seq - k + i;
         if (!ctx.valid[row]) continue;
-        const o = row * w;
-        let p = 0;
-        for (let j = 0; j < w; j++) p += act[o + j]! * d[j]!;
-        const c = targets[i]! - p;
-        for (let j = 0; j < w; j++) act[o + j]! += c * d[j]!;
+        setProjection(act, row * w, w, d, targets[i]!);
       }
   };
 }
