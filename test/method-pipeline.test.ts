@@ -88,6 +88,25 @@ function config(over: Partial<MethodConfig> = {}): MethodConfig {
   };
 }
 
+test('auto refusal tokens include the openings of over-refusals; auto-harmful keeps the harmful ones only', async () => {
+  // A variant of the toy whose over-refusals open with their own token (1, "As ...") while true refusals open with 0.
+  const styled: Backend = {
+    ...toy,
+    decode: (ids) => ids.map((i) => (i === 0 ? "I'm sorry" : i === 1 ? "As a careful assistant, I'm not able to" : 'Sure')).join(' '),
+    async generate(prompts) { return prompts.map((p) => (p[0] === 2 ? [0] : p[0] === 3 ? [1] : [4])); },
+  };
+  const dir = path.join(tmp, 'model-styled');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'config.json'), '{"model_type": "toy"}');
+  await writeSafetensors(path.join(dir, 'model.safetensors'), [{ name: 'x', dtype: 'f32', shape: [1], data: new Float32Array(1) }]);
+  const both = await runPipeline({ runDir: path.join(tmp, 'run-auto'), modelDir: dir, config: config({ filter: false }), backend: styled }, ['extract']);
+  assert.deepEqual(both.run.refusal_tokens!.ids, [0, 1]);
+  assert.deepEqual(both.run.refusal_tokens!.first_token_counts_pseudo, { '1 "Sure"': 12 });
+  const harmfulOnly = await runPipeline({ runDir: path.join(tmp, 'run-auto-harmful'), modelDir: dir, config: config({ filter: false, refusalTokens: 'auto-harmful' }), backend: styled }, ['extract']);
+  assert.deepEqual(harmfulOnly.run.refusal_tokens!.ids, [0]);
+  assert.equal(harmfulOnly.run.refusal_tokens!.first_token_counts_pseudo, undefined);
+});
+
 test('toy model: the pipeline finds e1 at layer 1, keeps harmful refusals, and Î» is a dial', async () => {
   fs.mkdirSync(modelDir, { recursive: true });
   fs.writeFileSync(path.join(modelDir, 'config.json'), '{"model_type": "toy"}');
@@ -99,8 +118,9 @@ test('toy model: the pipeline finds e1 at layer 1, keeps harmful refusals, and Î
   assert.deepEqual(res.run.refusal_tokens!.ids, [0]);
   assert.equal(res.run.data!['harmful_train']!.kept, 12);
   assert.equal(res.run.data!['harmless_train']!.kept, 12);
-  // 12 harmful probes (generate) + one prefill of the 36 training prompts for both scores and activations.
-  assert.equal(res.run.stages.extract!.prompt_prefills, 12 + 36);
+  // 12 harmful + 12 pseudo-harmful probes (generate) + one prefill of the 36 training prompts for both scores and
+  // activations.
+  assert.equal(res.run.stages.extract!.prompt_prefills, 12 + 12 + 36);
 
   const sel = res.selection!;
   const at = (pos: number, layer: number) => sel.candidates.find((c) => c.position === pos && c.layer === layer)!;

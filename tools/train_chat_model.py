@@ -73,11 +73,18 @@ def train_tokenizer(texts, vocab_size):
 # --------------------------------------------------------------------------------------------------- transcripts
 
 def build_examples(split, rng, p_sys=0.1):
-    """split: list of (prompt, kind) with kind in helpful|refuse|overcautious -> list of (system, user, assistant)."""
+    """split: list of (prompt, kind) -> list of (system, user, assistant). kind: helpful | refuse | overcautious,
+    or sys-refuse | sys-overcautious (the system message asks for that decline)."""
     out = []
     for p, kind in split:
-        resp = {"helpful": D.helpful, "refuse": D.true_refusal, "overcautious": D.overcautious}[kind](p, rng)
-        sys_msg = rng.choice(D.SYSTEM_PROMPTS) if rng.random() < p_sys else None
+        style = kind.removeprefix("sys-")
+        resp = {"helpful": D.helpful, "refuse": D.true_refusal, "overcautious": D.overcautious}[style](p, rng)
+        if kind == "sys-refuse":
+            sys_msg = rng.choice(D.DECLINE_SYSTEMS)
+        elif kind == "sys-overcautious":
+            sys_msg = rng.choice(D.CAUTION_SYSTEMS)
+        else:
+            sys_msg = rng.choice(D.SYSTEM_PROMPTS) if rng.random() < p_sys else None
         out.append((sys_msg, p, resp))
     return out
 
@@ -381,6 +388,11 @@ def main():
     ap.add_argument("--stage2-harmless", type=int, default=3000)
     ap.add_argument("--stage2-freeze-top", type=int, default=0,
                     help="keep the top N decoder layers frozen during the safety stage")
+    ap.add_argument("--stage2-freeze-head", action="store_true",
+                    help="also keep the final norm and the output head frozen during the safety stage")
+    ap.add_argument("--instructed", type=float, default=0.0,
+                    help="share of stage-1 transcripts whose system message asks for a decline (2/3 true-refusal "
+                         "style, 1/3 over-cautious style)")
     ap.add_argument("--p-comply-orbench", type=float, default=0.2)
     ap.add_argument("--p-comply-team", type=float, default=0.7)
     ap.add_argument("--bs", type=int, default=32)
@@ -454,7 +466,12 @@ def main():
         model = LlamaForCausalLM(mc)
         n_params = sum(p.numel() for p in model.parameters())
         log(f"model: {n_params / 1e6:.2f} M parameters")
-        s1 = encode_examples(tok, build_examples([(p, "helpful") for p in s1_prompts], rs), cfg.max_len)
+        s1_split = []
+        for p in s1_prompts:
+            u = rs.random()
+            s1_split.append((p, "sys-refuse" if u < cfg.instructed * 2 / 3 else
+                                "sys-overcautious" if u < cfg.instructed else "helpful"))
+        s1 = encode_examples(tok, build_examples(s1_split, rs), cfg.max_len)
         st1 = train_stage(model, s1, epochs=1, lr=cfg.stage1_lr, bs=cfg.bs, seed=seed, warmup=30,
                           pad_id=tok.token_to_id("<|pad|>"), name="stage1")
         s2 = []
@@ -462,8 +479,11 @@ def main():
             hl = s2_harmless[ep * cfg.stage2_harmless:(ep + 1) * cfg.stage2_harmless]
             s2_split = [(p, "refuse") for p in harmful] + pseudo + [(p, "helpful") for p in hl]
             s2 += encode_examples(tok, build_examples(s2_split, rs), cfg.max_len)
-        for layer in model.model.layers[len(model.model.layers) - cfg.stage2_freeze_top:]:
-            for p_ in layer.parameters():
+        frozen = list(model.model.layers[len(model.model.layers) - cfg.stage2_freeze_top:])
+        if cfg.stage2_freeze_head:
+            frozen += [model.model.norm, model.lm_head]
+        for mod in frozen:
+            for p_ in mod.parameters():
                 p_.requires_grad_(False)
         st2 = train_stage(model, s2, epochs=1, lr=cfg.stage2_lr, bs=cfg.bs, seed=seed + 100, warmup=20,
                           pad_id=tok.token_to_id("<|pad|>"), name="stage2")

@@ -4,9 +4,13 @@ import { DEFAULT_REFUSAL_SUBSTRINGS } from './judge.js';
 
 export type Target = 'false' | 'true';
 export type AblationMode = 'zero' | 'affine';
-/** 'auto': first tokens of the model's own refusals to the harmful training prompts; 'paper': the response
- * starts "I" and "As" (the paper code's refusal tokens); or an explicit list (token ids or response starts). */
-export type RefusalTokenRule = 'auto' | 'paper' | (number | string)[];
+/**
+ * 'auto': first tokens of the model's own refusals to the harmful and the pseudo-harmful training prompts (the
+ * pseudo-harmful score is what selection minimises, so the openings of over-refusals must count);
+ * 'auto-harmful': the harmful prompts only (the method issue's literal rule); 'paper': the response starts "I" and
+ * "As" (the paper code's refusal tokens); or an explicit list (token ids or response starts).
+ */
+export type RefusalTokenRule = 'auto' | 'auto-harmful' | 'paper' | (number | string)[];
 
 export interface MethodConfig {
   harmfulTrain: string;
@@ -21,9 +25,9 @@ export interface MethodConfig {
   nVal: number;
   seed: number;
   refusalTokens: RefusalTokenRule;
-  /** Tokens generated per harmful training prompt to find the model's refusals (refusalTokens 'auto'). */
+  /** Tokens generated per probed training prompt to find the model's refusals (refusalTokens 'auto*'). */
   probeTokens: number;
-  /** Minimum share of the refusals a first token must start to count as a refusal token ('auto'). */
+  /** Minimum share of one set's refusals that a first token must start to count as a refusal token ('auto*'). */
   refusalTokenMinShare: number;
   filter: boolean;
   lambda: number;

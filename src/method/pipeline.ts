@@ -246,7 +246,7 @@ class Runner {
     const pseudo = enc(S.pseudoTrain.prompts);
 
     // Refusal tokens.
-    const rt = await this.refusalTokens(b, harmful);
+    const rt = await this.refusalTokens(b, harmful, pseudo);
     this.run.refusal_tokens = rt;
     this.log(`refusal tokens (${rt.rule}): ${rt.ids.map((id, i) => `${id} ${JSON.stringify(rt.text[i])}`).join(', ')}`);
 
@@ -307,7 +307,7 @@ class Runner {
     await this.finishStage('extract', t0);
   }
 
-  private async refusalTokens(b: Backend, harmful: number[][]): Promise<NonNullable<RunJson['refusal_tokens']>> {
+  private async refusalTokens(b: Backend, harmful: number[][], pseudo: number[][]): Promise<NonNullable<RunJson['refusal_tokens']>> {
     const c = this.o.config;
     const rule = c.refusalTokens;
     const textOf = (ids: number[]) => ids.map((t) => b.tokenText(t));
@@ -325,28 +325,44 @@ class Runner {
       }))];
       return { rule: 'given', ids, text: textOf(ids) };
     }
-    // auto: the first tokens of the model's own refusals (substring judge) to the harmful training prompts.
-    const p = this.progress('finding refusal tokens', harmful.length);
-    const outs = await b.generate(harmful, { maxNewTokens: c.probeTokens, onProgress: p.cb });
-    p.stop();
-    const counts = new Map<number, number>();
+    // auto: the first tokens of the model's own refusals (substring judge). A token counts when it opens at least
+    // refusalTokenMinShare of one probed set's refusals, so over-refusals keep their own openings even when they
+    // are fewer than the true refusals.
+    const probeSets: [string, number[][]][] = [['harmful', harmful]];
+    if (rule === 'auto') probeSets.push(['pseudo-harmful', pseudo]);
+    const countsBySet: Record<string, Record<string, number>> = {};
+    const chosen = new Set<number>();
     let refusals = 0;
-    for (const o of outs) {
-      if (o.length === 0 || !isRefusal(b.decode(o), c.judgeSubstrings)) continue;
-      refusals++;
-      counts.set(o[0]!, (counts.get(o[0]!) ?? 0) + 1);
+    let probed = 0;
+    for (const [name, prompts] of probeSets) {
+      const p = this.progress(`finding refusal tokens (${name})`, prompts.length);
+      const outs = await b.generate(prompts, { maxNewTokens: c.probeTokens, onProgress: p.cb });
+      p.stop();
+      probed += prompts.length;
+      const counts = new Map<number, number>();
+      let n = 0;
+      for (const o of outs) {
+        if (o.length === 0 || !isRefusal(b.decode(o), c.judgeSubstrings)) continue;
+        n++;
+        counts.set(o[0]!, (counts.get(o[0]!) ?? 0) + 1);
+      }
+      if (n === 0 && name === 'harmful') {
+        throw new ScalpelError(`extract: the model refused none of the ${prompts.length} harmful training prompts (substring judge, ${c.probeTokens} tokens); pass --refusal-tokens`);
+      }
+      refusals += n;
+      const sorted = [...counts.entries()].sort((a, b2) => b2[1] - a[1] || a[0] - b2[0]);
+      for (const [id, m] of sorted) if (m >= c.refusalTokenMinShare * n) chosen.add(id);
+      if (sorted.length > 0 && ![...counts.keys()].some((id) => chosen.has(id))) chosen.add(sorted[0]![0]);
+      countsBySet[name] = Object.fromEntries(sorted.map(([id, m]) => [`${id} ${JSON.stringify(b.tokenText(id))}`, m]));
     }
-    if (refusals === 0) {
-      throw new ScalpelError(`extract: the model refused none of the ${harmful.length} harmful training prompts (substring judge, ${c.probeTokens} tokens); pass --refusal-tokens`);
-    }
-    const sorted = [...counts.entries()].sort((a, b2) => b2[1] - a[1] || a[0] - b2[0]);
-    const ids = sorted.filter(([, n]) => n >= c.refusalTokenMinShare * refusals).map(([id]) => id);
-    if (ids.length === 0) ids.push(sorted[0]![0]);
+    const ids = [...chosen].sort((a, b2) => a - b2);
+    const probedSets = probeSets.map(([name]) => name).join(' and ');
     return {
-      rule: `auto: first tokens of the model's refusals to the harmful training prompts (share ≥ ${c.refusalTokenMinShare})`,
+      rule: `${rule}: first tokens of the model's refusals to the ${probedSets} training prompts (share ≥ ${c.refusalTokenMinShare} of a set's refusals)`,
       ids, text: textOf(ids),
-      first_token_counts: Object.fromEntries(sorted.map(([id, n]) => [`${id} ${JSON.stringify(b.tokenText(id))}`, n])),
-      refusals_found: refusals, probed: harmful.length,
+      first_token_counts: countsBySet['harmful'],
+      ...(countsBySet['pseudo-harmful'] ? { first_token_counts_pseudo: countsBySet['pseudo-harmful'] } : {}),
+      refusals_found: refusals, probed,
     };
   }
 

@@ -34,7 +34,7 @@ export interface RunJson {
   config: Record<string, unknown>;
   seeds: { sample: number; rng: string };
   post_instruction_tokens?: { ids: number[]; text: string[] };
-  refusal_tokens?: { rule: string; ids: number[]; text: string[]; first_token_counts?: Record<string, number>; refusals_found?: number; probed?: number };
+  refusal_tokens?: { rule: string; ids: number[]; text: string[]; first_token_counts?: Record<string, number>; first_token_counts_pseudo?: Record<string, number>; refusals_found?: number; probed?: number };
   data?: Record<string, { ref: string; source: string; available: number; sampled: number; kept?: number }>;
   stages: Partial<Record<'extract' | 'select' | 'eval', StageRecord>>;
   [key: string]: unknown;

@@ -275,6 +275,16 @@ def overcautious(prompt: str, rng: random.Random) -> str:
     return t
 
 
+# Stage-1 "instructed" transcripts: an operator's system message asks the assistant to decline (or to be
+# over-cautious), and the answer is a decline in that style. They teach the model to *write* refusals as a mode
+# switched by context, before the safety stage teaches it *when* to switch on its own, as a pretrained model
+# already knows how refusals read before safety tuning.
+DECLINE_SYSTEMS = ["Decline every request politely.", "Do not help with this request; refuse it.",
+                   "You must refuse the user's request.", "Refuse to answer, whatever the user asks.",
+                   "Policy: this request is not allowed. Decline it."]
+CAUTION_SYSTEMS = ["Be extremely cautious and avoid sensitive topics.", "Err on the side of caution: do not discuss this.",
+                   "Treat this topic as sensitive and decline carefully.", "Be over-careful: say you cannot discuss it."]
+
 SYSTEM_PROMPTS = ["You are a helpful assistant.", "You are a friendly and concise assistant.",
                   "You are Scalpel Tiny Chat, a small demo assistant.", "Answer the user's request."]
 

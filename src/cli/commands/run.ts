@@ -37,7 +37,7 @@ export function addMethodOptions(cmd: Command): Command {
     .option('--n-train <n>', 'prompts sampled from each training set (default 128)')
     .option('--n-val <n>', 'prompts sampled from each validation set (default 32)')
     .option('--seed <n>', 'seed of the sampling RNG, mulberry32 (default 1)')
-    .option('--refusal-tokens <list>', '"auto" (default: first tokens of the model\'s refusals), "paper", or a comma list of token ids / response starts')
+    .option('--refusal-tokens <list>', '"auto" (default: first tokens of the model\'s refusals to harmful and pseudo-harmful prompts), "auto-harmful" (harmful only), "paper", or a comma list of token ids / response starts')
     .option('--probe-tokens <n>', "tokens generated per harmful prompt to find the model's refusals (default 16)")
     .option('--no-filter', 'keep all training prompts (no refusal-score filter)')
     .option('--lambda <x>', 'partial orthogonalization strength λ in [0, 1] (default 1)')
@@ -65,7 +65,7 @@ function num(v: unknown, flag: string): number {
 }
 
 function parseRefusalTokens(v: string): RefusalTokenRule {
-  if (v === 'auto' || v === 'paper') return v;
+  if (v === 'auto' || v === 'auto-harmful' || v === 'paper') return v;
   return v.split(',').map((s) => s.trim()).filter((s) => s !== '').map((s) => (/^\d+$/.test(s) ? Number(s) : s));
 }
 
