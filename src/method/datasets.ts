@@ -1,11 +1,14 @@
 // Prompt sets by name. Public sets are read in place from a data directory (--data-dir or $SCALPEL_DATA, laid out
 // as the raw/ folder of the shared dataset collection); the team-written built-in sets ship in data/prompts/.
-// Anything that is not a known name is treated as a path to a user prompt file (src/io/prompts.ts).
+// Anything that is not a known name is treated as a path to a user prompt file (src/io/prompts.ts). At the end: the
+// samples of them that the pipeline's stages work on.
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ScalpelError } from '../errors.js';
 import { parseCsv, parsePrompts, readPromptFile } from '../io/prompts.js';
+import type { MethodConfig } from './config.js';
+import { sample, shuffled, mulberry32 } from './rng.js';
 
 export interface DatasetSpec {
   name: string;
@@ -143,3 +146,41 @@ export function loadPromptSet(ref: string, dataDir: string | undefined, column?:
 
 /** Parses prompt text given in memory (used by tests). */
 export { parsePrompts };
+
+// ---------------------------------------------------------------------------------------------------------------
+// The pipeline's prompts.
+
+/** The six training and validation sets, by config field, with the names run.json records them under. */
+export const SET_LABELS = { harmfulTrain: 'harmful_train', harmlessTrain: 'harmless_train', pseudoTrain: 'pseudo_train', harmfulVal: 'harmful_val', harmlessVal: 'harmless_val', pseudoVal: 'pseudo_val' } as const;
+type SetKey = keyof typeof SET_LABELS;
+
+export interface SampledSets {
+  sets: Record<SetKey, { loaded: LoadedSet; prompts: string[] }>;
+}
+
+/**
+ * Loads and samples the six prompt sets: n_train from each training set and n_val from each validation set, by
+ * mulberry32(seed). When a training and a validation set are the same source they are split without overlap.
+ */
+export function sampleSets(c: MethodConfig, dataDir: string | undefined): SampledSets {
+  const out = {} as SampledSets['sets'];
+  for (const [train, val] of [['harmfulTrain', 'harmfulVal'], ['harmlessTrain', 'harmlessVal'], ['pseudoTrain', 'pseudoVal']] as const) {
+    const lt = loadPromptSet(c[train], dataDir, c.column);
+    if (c[train] === c[val]) {
+      const all = shuffled(lt.prompts, mulberry32(c.seed));
+      const nVal = Math.min(c.nVal, Math.floor(all.length / 2));
+      out[val] = { loaded: lt, prompts: all.slice(0, nVal) };
+      out[train] = { loaded: lt, prompts: all.slice(nVal, nVal + c.nTrain) };
+    } else {
+      const lv = loadPromptSet(c[val], dataDir, c.column);
+      out[train] = { loaded: lt, prompts: sample(lt.prompts, c.nTrain, c.seed) };
+      out[val] = { loaded: lv, prompts: sample(lv.prompts, c.nVal, c.seed) };
+    }
+  }
+  return { sets: out };
+}
+
+/** Parses a dataset reference list for evaluation, loading each (errors early, before anything is written). */
+export function loadEvalSets(c: MethodConfig, dataDir: string | undefined): LoadedSet[] {
+  return c.evalDatasets.map((ref) => loadPromptSet(ref, dataDir, c.column));
+}

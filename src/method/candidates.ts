@@ -1,0 +1,76 @@
+// candidates.safetensors, the hand-over from extract to select and eval: for every post-instruction position and
+// layer, the candidate r (harmful − harmless), w (pseudo-harmful − harmless) and the three means, each
+// [positions, layers, width]. Also what one candidate means as an ablation, which select and eval must agree on.
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ScalpelError } from '../errors.js';
+import type { MethodConfig } from './config.js';
+import type { AblationSpec } from './hooks.js';
+import { ablationDirection, dot, unit } from './math.js';
+import { FILES, f32Tensor, readTensors, writeTensors } from './rundir.js';
+
+export interface Candidates {
+  k: number;
+  L: number;
+  d: number;
+  r: Float32Array;
+  w: Float32Array;
+  meanHarmless: Float32Array;
+}
+
+export async function writeCandidates(
+  runDir: string,
+  t: { k: number; L: number; d: number; r: ArrayLike<number>; w: ArrayLike<number>; meanHarmful: ArrayLike<number>; meanHarmless: ArrayLike<number>; meanPseudo: ArrayLike<number> },
+  postInstructionTokens: number[], fingerprint: string,
+): Promise<void> {
+  mkdirSync(runDir, { recursive: true });
+  const shape = [t.k, t.L, t.d];
+  await writeTensors(runDir, FILES.candidates, [
+    f32Tensor('r', shape, t.r), f32Tensor('w', shape, t.w),
+    f32Tensor('mean_harmful', shape, t.meanHarmful), f32Tensor('mean_harmless', shape, t.meanHarmless), f32Tensor('mean_pseudo', shape, t.meanPseudo),
+  ], {
+    format: 'scalpel-candidates/1',
+    layout: '[position, layer, width]; position i is post-instruction token i, i.e. offset i - positions from the end',
+    positions: String(t.k), layers: String(t.L), width: String(t.d),
+    post_instruction_tokens: JSON.stringify(postInstructionTokens),
+    hook: 'blocks.{layer}.hook_resid_pre',
+    model_fingerprint: fingerprint,
+  });
+}
+
+export async function loadCandidates(runDir: string): Promise<Candidates> {
+  const t = await readTensors(runDir, FILES.candidates);
+  const r = t.get('r');
+  const w = t.get('w');
+  const mh = t.get('mean_harmless');
+  const file = join(runDir, FILES.candidates);
+  if (!r || !w || !mh) throw new ScalpelError(`${file}: expected tensors r, w and mean_harmless`);
+  const header = JSON.parse(readFileSync(file).subarray(8, 8 + Number(readFileSync(file).readBigUInt64LE(0))).toString('utf8')) as Record<string, { shape?: number[] }>;
+  const shape = header['r']?.shape;
+  if (!shape || shape.length !== 3) throw new ScalpelError(`${file}: tensor r should be [positions, layers, width]`);
+  const [k, L, d] = shape as [number, number, number];
+  return { k, L, d, r, w, meanHarmless: mh };
+}
+
+/** The [width] vector at (position i, layer l) of a [k, L, d] tensor. */
+export function slice(t: Float32Array, i: number, l: number, L: number, d: number): Float32Array {
+  const o = (i * L + l) * d;
+  return t.subarray(o, o + d);
+}
+
+/**
+ * The ablation of candidate (i, l): ŵ from w and r with λ (target false) or r̂ (target true); for affine ablation
+ * the targets are the harmless means' projections on the direction at every post-instruction position and layer.
+ */
+export function vectorFor(cand: Candidates, c: Pick<MethodConfig, 'target' | 'ablation'>, i: number, l: number, lambda: number): { ablation: AblationSpec } {
+  const { L, d } = cand;
+  const r = slice(cand.r, i, l, L, d);
+  const direction = c.target === 'true' ? unit(r) : ablationDirection(slice(cand.w, i, l, L, d), r, lambda);
+  const ablation: AblationSpec = { direction: Float32Array.from(direction) };
+  if (c.ablation === 'affine') {
+    // [position][layer]: each post-instruction position keeps its own harmless projection.
+    ablation.affineTargets = Array.from({ length: cand.k }, (_, pos) =>
+      Array.from({ length: L }, (_, layer) => dot(slice(cand.meanHarmless, pos, layer, L, d), direction)));
+  }
+  return { ablation };
+}

@@ -1,0 +1,124 @@
+// The eval stage: greedy generation on every evaluation set, baseline and intervened (the chosen ablation, plus
+// activation addition with α ≠ 0), judged by substring matching. Results go into eval.json, every response into
+// responses.jsonl.
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ScalpelError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { loadCandidates, slice, vectorFor } from './candidates.js';
+import type { MethodConfig } from './config.js';
+import type { LoadedSet } from './datasets.js';
+import { interventionHooks, type ActAddSpec } from './hooks.js';
+import { isRefusal } from './judge.js';
+import { FILES, readJson, writeJson } from './rundir.js';
+import type { SelectionJson } from './select.js';
+import type { StageContext } from './stage.js';
+
+export interface EvalResult {
+  dataset: string;
+  condition: string;
+  lambda: number | null;
+  alpha: number | null;
+  n: number;
+  compliance_rate: number;
+  refusal_rate: number;
+  target?: string;
+  ablation?: string;
+  max_new_tokens?: number;
+}
+
+export interface ResponseRow {
+  dataset: string;
+  condition: string;
+  lambda: number | null;
+  alpha: number | null;
+  index: number;
+  prompt: string;
+  response: string;
+  refusal: boolean;
+  max_new_tokens: number;
+}
+
+/**
+ * Evaluates the chosen candidate of selection.json on `evalSets`, with ŵ recomputed from the stored w and r at λ
+ * (overrides.lambda, else the config's). Writes nothing; see writeEvalFiles.
+ */
+export async function evaluateSets(
+  ctx: StageContext, evalSets: LoadedSet[], overrides?: { lambda?: number; alpha?: number },
+): Promise<{ results: EvalResult[]; rows: ResponseRow[] }> {
+  const c = ctx.config;
+  const b = ctx.backend;
+  const sel = readJson<SelectionJson>(ctx.runDir, FILES.selection);
+  if (!sel.chosen) throw new ScalpelError(`${join(ctx.runDir, FILES.selection)}: no chosen candidate; rerun select`);
+  const cand = await loadCandidates(ctx.runDir);
+  const L = cand.L;
+  const lambda = overrides?.lambda ?? c.lambda;
+  const alpha = overrides?.alpha ?? c.alpha;
+  const { ablation } = vectorFor(cand, { ...c, target: sel.target as MethodConfig['target'] }, sel.chosen.position_index, sel.chosen.layer, lambda);
+  let actadd: ActAddSpec | undefined;
+  if (alpha !== 0) {
+    const a = sel.actadd?.chosen;
+    if (!a) throw new ScalpelError(`${join(ctx.runDir, FILES.selection)}: no actadd vector was selected; rerun select with --alpha`);
+    actadd = { layer: a.layer, vector: slice(cand.r, a.position_index, a.layer, L, cand.d), alpha };
+  }
+  const hooks = interventionHooks(L, ablation, actadd);
+  const condition = alpha !== 0 ? 'ablated+actadd' : 'ablated';
+  // Baseline responses do not depend on the intervention: reuse them from responses.jsonl when they match.
+  const prior = readResponses(ctx.runDir);
+
+  const results: EvalResult[] = [];
+  const rows: ResponseRow[] = [];
+  const total = evalSets.reduce((a, s) => a + s.prompts.length, 0) * 2;
+  const p = ctx.progress('evaluating', total);
+  let doneBefore = 0;
+  for (const set of evalSets) {
+    const ids = set.prompts.map((q) => b.encodePrompt(q));
+    for (const cond of ['baseline', condition]) {
+      let texts: string[] | undefined;
+      if (cond === 'baseline') {
+        const old = prior.filter((r) => r.dataset === set.name && r.condition === 'baseline' && r.max_new_tokens === c.maxNewTokens);
+        if (old.length === set.prompts.length && old.every((r, j) => r.index === j && r.prompt === set.prompts[j])) texts = old.map((r) => r.response);
+      }
+      if (!texts) {
+        const before = doneBefore;
+        const outs = await b.generate(ids, { maxNewTokens: c.maxNewTokens, hooks: cond === 'baseline' ? undefined : hooks, onProgress: (done) => p.cb(before + done, total) });
+        texts = outs.map((o) => b.decode(o));
+      }
+      doneBefore += ids.length;
+      p.cb(doneBefore, total);
+      const lam = cond === 'baseline' ? null : lambda;
+      const alp = cond === 'baseline' ? null : alpha;
+      let refusals = 0;
+      texts.forEach((t, j) => {
+        const refusal = isRefusal(t, c.judgeSubstrings);
+        if (refusal) refusals++;
+        rows.push({ dataset: set.name, condition: cond, lambda: lam, alpha: alp, index: j, prompt: set.prompts[j]!, response: t, refusal, max_new_tokens: c.maxNewTokens });
+      });
+      const n = texts.length;
+      results.push({
+        dataset: set.name, condition: cond, lambda: lam, alpha: alp, n,
+        compliance_rate: (n - refusals) / n, refusal_rate: refusals / n,
+        ...(cond === 'baseline' ? {} : { target: sel.target, ablation: c.ablation }), max_new_tokens: c.maxNewTokens,
+      });
+    }
+  }
+  p.stop();
+  return { results, rows };
+}
+
+export async function writeEvalFiles(runDir: string, results: EvalResult[], rows: ResponseRow[]): Promise<void> {
+  mkdirSync(runDir, { recursive: true });
+  await writeFileAtomic(join(runDir, FILES.responses), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  await writeJson(runDir, FILES.eval, { results });
+}
+
+/** responses.jsonl, or nothing when it is missing or unreadable (its baselines are then generated afresh). */
+export function readResponses(runDir: string): ResponseRow[] {
+  const p = join(runDir, FILES.responses);
+  if (!existsSync(p)) return [];
+  try {
+    return readFileSync(p, 'utf8').split('\n').filter((s) => s.trim() !== '').map((s) => JSON.parse(s) as ResponseRow);
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,234 @@
+// The select stage: ablate each candidate's ŵ and keep the one with the lowest pseudo-harmful refusal score that
+// passes the KL, layer and harm-guard rules (or Arditi et al.'s rule for --target true), and with --alpha also a
+// true-refusal r for activation addition. Every candidate's scores go into selection.json; the chosen vectors into
+// vector.safetensors.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ScalpelError } from '../errors.js';
+import { loadCandidates, slice, vectorFor, type Candidates } from './candidates.js';
+import { pruneLayer, type MethodConfig } from './config.js';
+import type { SampledSets } from './datasets.js';
+import { interventionHooks, type AblationSpec } from './hooks.js';
+import { klDivergence, mean, norm, refusalScore } from './math.js';
+import { FILES, f32Tensor, writeJson, writeTensors } from './rundir.js';
+import type { StageContext } from './stage.js';
+
+export interface SelectionRow {
+  position: number;
+  layer: number;
+  refusal_score: number | null;
+  kl: number | null;
+  harmful_score: number | null;
+  steering_score?: number | null;
+  rejected: string | null;
+}
+
+export interface Chosen {
+  position: number;
+  layer: number;
+  /** Index of the position among the post-instruction tokens (0 = first). */
+  position_index: number;
+  refusal_score: number | null;
+  kl: number | null;
+  harmful_score: number | null;
+}
+
+export interface SelectionJson {
+  target: 'false' | 'true';
+  lambda: number;
+  ablation: string;
+  rules: Record<string, unknown>;
+  baseline: { pseudo_val_score: number | null; harmful_val_score: number | null; harmless_val_score: number | null };
+  candidates: SelectionRow[];
+  chosen: Chosen | null;
+  actadd?: { alpha: number; kl_threshold: number; candidates: SelectionRow[]; chosen: Chosen | null };
+}
+
+/** A candidate (position index i, layer l) and its row in selection.json. */
+interface Slot {
+  i: number;
+  l: number;
+  row: SelectionRow;
+}
+
+export async function selectCandidate(ctx: StageContext, sampled: SampledSets): Promise<void> {
+  const c = ctx.config;
+  const b = ctx.backend;
+  const cand = await loadCandidates(ctx.runDir);
+  const { k, L, d } = cand;
+  if (L !== b.numLayers || d !== b.width) throw new ScalpelError(`${join(ctx.runDir, FILES.candidates)}: shape [${k}, ${L}, ${d}] does not fit the model (${b.numLayers} layers, width ${b.width})`);
+  const rt = ctx.run.refusal_tokens?.ids;
+  if (!rt) throw new ScalpelError(`${join(ctx.runDir, FILES.run)}: no refusal tokens recorded; run extract first`);
+  const S = sampled.sets;
+  const harmless = S.harmlessVal.prompts.map((p) => b.encodePrompt(p));
+  const pseudo = S.pseudoVal.prompts.map((p) => b.encodePrompt(p));
+  const harmful = S.harmfulVal.prompts.map((p) => b.encodePrompt(p));
+  const floorLayer = pruneLayer(L, c.prunePercent);
+  const ablationFor = (i: number, l: number, lambda: number): AblationSpec => vectorFor(cand, c, i, l, lambda).ablation;
+  const meanScore = async (prompts: number[][], hooks?: ReturnType<typeof interventionHooks>) =>
+    mean((await b.lastLogits(prompts, { hooks })).map((l) => refusalScore(l, rt)));
+
+  const baseHarmless = await b.lastLogits(harmless);
+  const meanKl = async (hooks: ReturnType<typeof interventionHooks>) => {
+    const ab = await b.lastLogits(harmless, { hooks });
+    return mean(ab.map((l, i) => klDivergence(baseHarmless[i]!, l)));
+  };
+  const baseline = {
+    harmless_val_score: mean(baseHarmless.map((l) => refusalScore(l, rt))),
+    pseudo_val_score: c.target === 'false' ? await meanScore(pseudo) : null,
+    harmful_val_score: c.target === 'true' || c.harmGuard ? await meanScore(harmful) : null,
+  };
+
+  const rows: SelectionRow[] = [];
+  const slots: Slot[] = [];
+  for (let i = 0; i < k; i++) {
+    for (let l = 0; l < L; l++) {
+      const row: SelectionRow = { position: i - k, layer: l, refusal_score: null, kl: null, harmful_score: null, rejected: null };
+      if (c.target === 'true') row.steering_score = null;
+      if (l >= floorLayer) row.rejected = `layer ${l} ≥ ${floorLayer} (last ${Math.round(c.prunePercent * 100)}% of layers)`;
+      rows.push(row);
+      slots.push({ i, l, row });
+    }
+  }
+  const live = slots.filter((s) => s.row.rejected === null);
+  let chosen: Slot | undefined;
+  // Identical inputs give zero differences (e.g. layer 0, where the block input is the post-instruction token's
+  // embedding for every prompt): nothing to ablate.
+  for (const s of live) {
+    if (norm(ablationFor(s.i, s.l, c.lambda).direction) < 0.5) s.row.rejected = 'zero vector (the three sets do not differ here)';
+  }
+  const todo = live.filter((s) => s.row.rejected === null);
+  const p = ctx.progress(`selecting among ${todo.length} candidates`, todo.length);
+  if (c.target === 'false') {
+    for (const s of todo) {
+      const hooks = interventionHooks(L, ablationFor(s.i, s.l, c.lambda));
+      s.row.kl = await meanKl(hooks);
+      if (s.row.kl > c.klThreshold) s.row.rejected = `KL ${fmt(s.row.kl)} > ${c.klThreshold}`;
+      else s.row.refusal_score = await meanScore(pseudo, hooks);
+      p.bump();
+    }
+    p.stop();
+    // Lowest pseudo-harmful score first; the harm guard is checked in that order until a candidate passes.
+    // The guard rejects pushing harmful prompts below 0; a model already below 0 must not drop further.
+    const guard = Math.min(0, baseline.harmful_val_score ?? 0);
+    const ranked = todo.filter((s) => s.row.rejected === null).sort((a, b2) => a.row.refusal_score! - b2.row.refusal_score!);
+    for (const s of ranked) {
+      if (chosen) {
+        s.row.rejected = null;
+        continue;
+      }
+      if (c.harmGuard) {
+        s.row.harmful_score = await meanScore(harmful, interventionHooks(L, ablationFor(s.i, s.l, c.lambda)));
+        if (s.row.harmful_score < guard) {
+          s.row.rejected = `harmful-val score ${fmt(s.row.harmful_score)} < ${fmt(guard)} (harm guard)`;
+          continue;
+        }
+      }
+      chosen = s;
+    }
+  } else {
+    // Arditi et al.: KL ≤ 0.1 under ablation of r̂, adding r at its layer must induce refusal on harmless prompts
+    // (mean score > 0), lowest harmful-val refusal score under ablation wins.
+    for (const s of todo) {
+      const hooks = interventionHooks(L, ablationFor(s.i, s.l, c.lambda));
+      s.row.kl = await meanKl(hooks);
+      if (s.row.kl > c.trueKlThreshold) s.row.rejected = `KL ${fmt(s.row.kl)} > ${c.trueKlThreshold}`;
+      else {
+        const add = interventionHooks(L, undefined, { layer: s.l, vector: slice(cand.r, s.i, s.l, L, d), alpha: 1 });
+        s.row.steering_score = await meanScore(harmless, add);
+        if (s.row.steering_score <= c.induceThreshold) s.row.rejected = `steering score ${fmt(s.row.steering_score)} ≤ ${c.induceThreshold} (adding r does not induce refusal)`;
+        else s.row.harmful_score = await meanScore(harmful, hooks);
+      }
+      p.bump();
+    }
+    p.stop();
+    const ok = todo.filter((s) => s.row.rejected === null).sort((a, b2) => a.row.harmful_score! - b2.row.harmful_score!);
+    chosen = ok[0];
+  }
+
+  const sel: SelectionJson = {
+    target: c.target,
+    lambda: c.lambda,
+    ablation: c.ablation,
+    rules: c.target === 'false'
+      ? { kl_threshold: c.klThreshold, prune_from_layer: floorLayer, harm_guard: c.harmGuard ? `harmful-val score ≥ min(0, baseline ${fmt(baseline.harmful_val_score)})` : false, pick: 'lowest pseudo-harmful val refusal score' }
+      : { kl_threshold: c.trueKlThreshold, induce_threshold: c.induceThreshold, prune_from_layer: floorLayer, pick: 'lowest harmful val refusal score' },
+    baseline,
+    candidates: rows,
+    chosen: chosen ? chosenOf(chosen, k) : null,
+  };
+
+  // Optional activation addition: a true-refusal candidate r, added as α·r at its layer's input.
+  let actaddChosen: Slot | undefined;
+  if (c.alpha !== 0) {
+    const arows: SelectionRow[] = [];
+    const aslots: Slot[] = [];
+    for (let i = 0; i < k; i++) for (let l = 0; l < L; l++) {
+      const row: SelectionRow = { position: i - k, layer: l, refusal_score: null, kl: null, harmful_score: null, rejected: l >= floorLayer ? `layer ${l} ≥ ${floorLayer}` : null };
+      arows.push(row);
+      aslots.push({ i, l, row });
+    }
+    for (const s of aslots) if (s.row.rejected === null && norm(slice(cand.r, s.i, s.l, L, d)) === 0) s.row.rejected = 'zero vector';
+    const alive = aslots.filter((s) => s.row.rejected === null);
+    const pa = ctx.progress('selecting the actadd vector', alive.length);
+    for (const s of alive) {
+      const add = interventionHooks(L, undefined, { layer: s.l, vector: slice(cand.r, s.i, s.l, L, d), alpha: c.alpha });
+      const logits = await b.lastLogits(harmless, { hooks: add });
+      s.row.kl = mean(logits.map((lg, j) => klDivergence(baseHarmless[j]!, lg)));
+      if (s.row.kl > c.actaddKlThreshold) s.row.rejected = `KL ${fmt(s.row.kl)} > ${c.actaddKlThreshold}`;
+      else if (c.alpha > 0) s.row.refusal_score = mean(logits.map((lg) => refusalScore(lg, rt)));
+      else s.row.harmful_score = await meanScore(harmful, add);
+      pa.bump();
+    }
+    pa.stop();
+    // α > 0 adds refusal: the largest harmless-val refusal score wins. α < 0 removes it: the lowest harmful-val score.
+    const ok = alive.filter((s) => s.row.rejected === null)
+      .sort((a, b2) => (c.alpha > 0 ? b2.row.refusal_score! - a.row.refusal_score! : a.row.harmful_score! - b2.row.harmful_score!));
+    actaddChosen = ok[0];
+    sel.actadd = { alpha: c.alpha, kl_threshold: c.actaddKlThreshold, candidates: arows, chosen: actaddChosen ? chosenOf(actaddChosen, k) : null };
+  }
+
+  // selection.json is written even when nothing passes, so the rejections can be read.
+  mkdirSync(ctx.runDir, { recursive: true });
+  await writeJson(ctx.runDir, FILES.selection, sel);
+  if (!chosen) {
+    const hint = c.target === 'true' ? 'try a larger --true-kl-threshold or a lower --induce-threshold' : 'try --no-harm-guard or a larger --kl-threshold';
+    throw new ScalpelError(`select: no candidate passes the rules (see ${join(ctx.runDir, FILES.selection)}); ${hint}`);
+  }
+  if (c.alpha !== 0 && !actaddChosen) {
+    throw new ScalpelError(`select: no actadd candidate passes KL ≤ ${c.actaddKlThreshold} at α = ${c.alpha} (see ${join(ctx.runDir, FILES.selection)})`);
+  }
+  await writeVector(ctx.runDir, cand, c, chosen, actaddChosen, ctx.fingerprint);
+  const ch = sel.chosen!;
+  ctx.log(`chosen: position ${ch.position}, layer ${ch.layer} (pseudo-val score ${fmt(ch.refusal_score)}, KL ${fmt(ch.kl)}, harmful-val score ${fmt(ch.harmful_score)})`);
+}
+
+/** vector.safetensors: the chosen candidate's ablation direction, its r and w, and the actadd r if any. */
+async function writeVector(runDir: string, cand: Candidates, c: MethodConfig, chosen: Slot, actaddChosen: Slot | undefined, fingerprint: string): Promise<void> {
+  const { L, d } = cand;
+  const v = vectorFor(cand, c, chosen.i, chosen.l, c.lambda);
+  const tensors = [f32Tensor('direction', [d], v.ablation.direction), f32Tensor('r', [d], slice(cand.r, chosen.i, chosen.l, L, d)), f32Tensor('w', [d], slice(cand.w, chosen.i, chosen.l, L, d))];
+  const targets = v.ablation.affineTargets;
+  if (targets) tensors.push(f32Tensor('affine_targets', [targets.length, L], targets.flat()));
+  const meta: Record<string, string> = {
+    format: 'scalpel-vector/1',
+    position: String(chosen.row.position), layer: String(chosen.l), lambda: String(c.lambda), target: c.target, ablation: c.ablation,
+    hooks: 'blocks.*.hook_resid_pre, blocks.*.hook_attn_out, blocks.*.hook_mlp_out',
+    model_fingerprint: fingerprint,
+  };
+  if (actaddChosen) {
+    tensors.push(f32Tensor('actadd_r', [d], slice(cand.r, actaddChosen.i, actaddChosen.l, L, d)));
+    meta['actadd_layer'] = String(actaddChosen.l);
+    meta['actadd_position'] = String(actaddChosen.row.position);
+    meta['alpha'] = String(c.alpha);
+  }
+  await writeTensors(runDir, FILES.vector, tensors, meta);
+}
+
+function chosenOf(s: Slot, k: number): Chosen {
+  return { position: s.i - k, layer: s.l, position_index: s.i, refusal_score: s.row.refusal_score, kl: s.row.kl, harmful_score: s.row.harmful_score };
+}
+
+function fmt(x: number | null | undefined): string {
+  return x === null || x === undefined ? '–' : x.toFixed(3);
+}
