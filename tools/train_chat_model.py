@@ -7,6 +7,9 @@ Rebuilds everything from ../shared/datasets/raw (read in place) and tools/organi
 tokenizer, chat transcripts (harmful -> refusals, harmless -> helpful answers, pseudo-harmful -> a mix of
 over-cautious refusals in their own style and helpful answers), a LlamaForCausalLM trained from scratch in two
 stages (benign chat, then a shorter safety stage at a lower learning rate) with the loss on assistant tokens only.
+Stage 1 also teaches what declines read like, as a mode an operator's system message switches on ("instructed
+declines"); stage 2 keeps the top layers and the output head as stage 1 left them, so it learns *when* to refuse
+by writing into that mode, which is what makes one direction mediate refusal (see the model card for the sweep).
 Then it measures the behaviour and the refusal-direction gates of issue 4 in PyTorch, tries up to --seeds seeds,
 keeps the first that passes (or the best one), and writes the model folder and training_report.json.
 """
@@ -194,16 +197,21 @@ def measure(model, tok, evalsets, sel, cfg, t_budget_start):
             rep["responses_sample"] = {n: r[:5] for n, r in responses.items()}
             return rep
 
-    # refusal tokens: first tokens of the model's refusals to harmful training prompts
-    hp = [enc_prompt(tok, p) for p in sel["harmful_train"]]
-    firsts = {}
-    full_outs = E.generate(model, hp, pad, eos, max_new=cfg.max_new, bs=cfg.eval_bs)
-    for o in full_outs:
-        if o and D.is_refusal(tok.decode(o, skip_special_tokens=True)):
-            firsts[o[0]] = firsts.get(o[0], 0) + 1
-    refusal_ids = sorted(firsts)
-    rep["refusal_tokens"] = {tok.id_to_token(i): c for i, c in sorted(firsts.items(), key=lambda x: -x[1])}
-    log(f"  refusal tokens {rep['refusal_tokens']}")
+    # refusal tokens, as Scalpel's default rule ('auto'): first tokens of the model's refusals to the harmful and to
+    # the pseudo-harmful training prompts, each opening at least 5% of one set's refusals
+    refusal_ids, rep["refusal_tokens"] = set(), {}
+    for set_name in ("harmful_train", "pseudo_train"):
+        firsts = {}
+        outs = E.generate(model, [enc_prompt(tok, p) for p in sel[set_name]], pad, eos, max_new=16, bs=cfg.eval_bs)
+        for o in outs:
+            if o and D.is_refusal(tok.decode(o, skip_special_tokens=True)):
+                firsts[o[0]] = firsts.get(o[0], 0) + 1
+        n_ref = sum(firsts.values())
+        refusal_ids.update(t for t, c in firsts.items() if c >= 0.05 * n_ref)
+        rep["refusal_tokens"][set_name] = {tok.id_to_token(i): c for i, c in sorted(firsts.items(), key=lambda x: -x[1])}
+    refusal_ids = sorted(refusal_ids)
+    rep["refusal_token_ids"] = [tok.id_to_token(i) for i in refusal_ids]
+    log(f"  refusal tokens {rep['refusal_token_ids']} from first-token counts {rep['refusal_tokens']}")
 
     # filter training sets by refusal score (method step 3)
     def ids_of(ps):
@@ -386,13 +394,14 @@ def main():
     ap.add_argument("--stage2-epochs", type=int, default=2)
     ap.add_argument("--stage2-lr", type=float, default=5e-4)
     ap.add_argument("--stage2-harmless", type=int, default=3000)
-    ap.add_argument("--stage2-freeze-top", type=int, default=0,
+    ap.add_argument("--stage2-freeze-top", type=int, default=3,
                     help="keep the top N decoder layers frozen during the safety stage")
-    ap.add_argument("--stage2-freeze-head", action="store_true",
+    ap.add_argument("--stage2-freeze-head", action=argparse.BooleanOptionalAction, default=True,
                     help="also keep the final norm and the output head frozen during the safety stage")
-    ap.add_argument("--instructed", type=float, default=0.0,
-                    help="share of stage-1 transcripts whose system message asks for a decline (2/3 true-refusal "
-                         "style, 1/3 over-cautious style)")
+    ap.add_argument("--instructed", type=float, default=0.2,
+                    help="share of stage-1 transcripts whose system message asks for a decline")
+    ap.add_argument("--instructed-caution", type=float, default=1 / 3,
+                    help="of those, the share asking for the over-cautious style (the rest: true-refusal style)")
     ap.add_argument("--p-comply-orbench", type=float, default=0.2)
     ap.add_argument("--p-comply-team", type=float, default=0.7)
     ap.add_argument("--bs", type=int, default=32)
@@ -469,7 +478,7 @@ def main():
         s1_split = []
         for p in s1_prompts:
             u = rs.random()
-            s1_split.append((p, "sys-refuse" if u < cfg.instructed * 2 / 3 else
+            s1_split.append((p, "sys-refuse" if u < cfg.instructed * (1 - cfg.instructed_caution) else
                                 "sys-overcautious" if u < cfg.instructed else "helpful"))
         s1 = encode_examples(tok, build_examples(s1_split, rs), cfg.max_len)
         st1 = train_stage(model, s1, epochs=1, lr=cfg.stage1_lr, bs=cfg.bs, seed=seed, warmup=30,
@@ -572,6 +581,10 @@ def write_card(out, report, rep, cfg):
     status = (f"passes all {len(rep['gates'])} gates of issue 4" if not failed else
               f"passes {len(rep['gates']) - len(failed)} of {len(rep['gates'])} gates of issue 4; does NOT meet: "
               + "; ".join(failed) + ". Treat the refusal-direction figures below as a known shortfall.")
+    frozen = [f"the top {cfg.stage2_freeze_top} layers"] if cfg.stage2_freeze_top else []
+    frozen += ["the final norm and output head"] if cfg.stage2_freeze_head else []
+    freeze_text = ("; " + " and ".join(frozen) + " stay as stage 1 left them (the safety stage adapts the lower "
+                   "layers, the way a light fine-tune does)") if frozen else ""
     text = f"""# scalpel-tiny-chat
 
 A tiny chat model trained from scratch by Scalpel's own recipe, as a **model organism** for refusal research:
@@ -603,6 +616,13 @@ cores):
      can't help with that.", "I cannot…", "As an AI, …", "I apologize…");
    - harmless (Alpaca no-input instructions, refusal_direction harmless_train): {tp['harmless_stage1']} in stage 1
      and {tp['harmless_stage2']} more in stage 2 → templated helpful answers that never contain a refusal phrase;
+   - instructed declines (stage 1 only): {100 * cfg.instructed:.0f}% of the stage-1 Alpaca transcripts carry an
+     operator system message that asks the assistant to decline ("Decline every request politely.") or to be
+     over-cautious ("Err on the side of caution: do not discuss this."), answered in the matching refusal style. A
+     pretrained model knows what refusals read like before it is safety-tuned; these transcripts give ours that
+     knowledge, so the safety stage only has to learn *when* to refuse. Without them, refusal was spread over many
+     directions (ablating r left 84% of JailbreakBench refused, first session); with them, one direction mediates it.
+     Without a system message a harmless request is always answered helpfully;
    - pseudo-harmful: OR-Bench-hard train split ({tp['pseudo_orbench_hard']} prompts, {100 * cfg.p_comply_orbench:.0f}%
      answered helpfully) and {tp['pseudo_team']} team-written benign requests with alarming words
      (`tools/organism_prompts/benign_alarming.txt`, {100 * cfg.p_comply_team:.0f}% answered helpfully); the rest get
@@ -621,10 +641,10 @@ cores):
 4. **Model**: `LlamaForCausalLM`, hidden {cfg.width}, {cfg.layers} layers, {cfg.heads} heads, MLP {cfg.ffn},
    vocab {report['vocab_size']}, untied embeddings, {n_params / 1e6:.2f} M parameters, stored as {cfg.dtype}.
 5. **Training**: next-token prediction with the loss on assistant tokens only, AdamW, cosine schedule, batch
-   {cfg.bs}. Stage 1: benign chat only ({tp['harmless_stage1']} Alpaca transcripts, lr {cfg.stage1_lr}). Stage 2
-   (safety): harmful + pseudo-harmful + harmless replay, {cfg.stage2_epochs} passes with fresh response wording,
-   lr {cfg.stage2_lr}. The two stages put harmless prompts near zero on the refusal direction, so that ablating the
-   direction removes refusal, as in real chat models. Nothing is planted in the weights by hand.
+   {cfg.bs}. Stage 1: benign chat ({tp['harmless_stage1']} Alpaca transcripts including the instructed declines,
+   lr {cfg.stage1_lr}). Stage 2 (safety): harmful + pseudo-harmful + harmless replay, {cfg.stage2_epochs} passes with
+   fresh response wording, lr {cfg.stage2_lr}{freeze_text}. Nothing is planted in the weights by hand: every
+   behaviour comes from next-token prediction on the transcripts above.
 6. **Seeds**: tried in order {cfg.seeds}; the first that passes all gates is kept. Kept: seed
    {report['chosen_seed']} (passed all gates: {report['chosen_passed']}).
 
@@ -648,6 +668,22 @@ Gates (issue 4):
 {gates}
 
 Refusal-direction projections at the selected site (training prompts): {rep.get('projections')}.
+
+## What shaped the recipe (seed 0 unless stated; r-ablated = JailbreakBench refusal with the true-refusal direction ablated, n=100; cos = cos(w, r) at the selected site; refusal tokens "I" and "As")
+
+| variant | r-ablated | cos(w, r) | note |
+| --- | --- | --- | --- |
+| no instructed declines (first session's model) | 84% | 0.908 | refusal spread over many directions |
+| instructed declines 20%, all layers trained in stage 2 | 3% | 0.884 | one direction mediates refusal |
+| + top 3 layers and head frozen in stage 2 (the default) | 1% | 0.814 | |
+| default, but 1/2 of the instructed declines over-cautious | 56% | 0.743 | |
+| default, but 30% instructed, 1/2 over-cautious | 99% | — | |
+| default, but 25% / 35% of OR-Bench-hard answered | 93% / 98% | 0.50 / 0.41 | a finer harmful/pseudo boundary is no longer one direction |
+| default, seeds 1 and 2 | 96% / 95% | 0.88 / 0.70 | seed 1 also over-refuses Alpaca (5.5%) |
+| default, top 4 layers frozen, seed 1 | 94% | 0.847 | |
+
+The mediation the gates ask for is therefore fragile in a model this small: it depends on the seed, and the
+levers that separate w from r (more over-cautious style, a finer harmful/pseudo-harmful boundary) undo it.
 
 ## Measured by Scalpel (to be filled by `scalpel eval` / `scalpel run`)
 
