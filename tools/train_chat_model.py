@@ -411,7 +411,15 @@ def main():
     ap.add_argument("--eval-bs", type=int, default=64)
     ap.add_argument("--no-preview-w", dest="preview_w", action="store_false")
     ap.add_argument("--no-stop-early", dest="stop_early", action="store_false")
+    ap.add_argument("--card-only", action="store_true",
+                    help="rewrite --out/README.md from its training_report.json (no training)")
     cfg = ap.parse_args()
+    if cfg.card_only:
+        report = json.load(open(os.path.join(cfg.out, "training_report.json")))
+        kept = argparse.Namespace(**report["config"])
+        write_card(cfg.out, report, [r for r in report["seeds"] if r["seed"] == report["chosen_seed"]][0], kept,
+                   keep_scalpel_figures=True)
+        return
     torch.set_num_threads(cfg.threads)
     T0 = time.time()
     raw = os.path.abspath(cfg.data)
@@ -563,7 +571,9 @@ def print_table(rep):
         print(f"  {'PASS' if g['pass'] else 'FAIL'}  {gname}: {g['value']} (need {g['need']})")
 
 
-def write_card(out, report, rep, cfg):
+def write_card(out, report, rep, cfg, keep_scalpel_figures=False):
+    """Writes out/README.md. keep_scalpel_figures: keep the hand-filled "Measured by Scalpel" section of the
+    existing card (same weights, only the recipe's text changed)."""
     def pct(x):
         return "—" if x is None else f"{100 * x:.0f}%"
 
@@ -585,6 +595,11 @@ def write_card(out, report, rep, cfg):
     frozen += ["the final norm and output head"] if cfg.stage2_freeze_head else []
     freeze_text = ("; " + " and ".join(frozen) + " stay as stage 1 left them (the safety stage adapts the lower "
                    "layers, the way a light fine-tune does)") if frozen else ""
+    seeds_text = "; ".join(
+        f"seed {r['seed']}: {r['n_gates_passed']} of {len(r['gates'])} gates checked pass"
+        + ("" if len(r["gates"]) == 8 else " (stopped at a failed baseline gate)")
+        + (f", failing {', '.join(g for g, v in r['gates'].items() if not v['pass'])}" if not r["passed"] else "")
+        for r in report["seeds"]) + f". Kept: seed {report['chosen_seed']}."
     text = f"""# scalpel-tiny-chat
 
 A tiny chat model trained from scratch by Scalpel's own recipe, as a **model organism** for refusal research:
@@ -645,8 +660,8 @@ cores):
    lr {cfg.stage1_lr}). Stage 2 (safety): harmful + pseudo-harmful + harmless replay, {cfg.stage2_epochs} passes with
    fresh response wording, lr {cfg.stage2_lr}{freeze_text}. Nothing is planted in the weights by hand: every
    behaviour comes from next-token prediction on the transcripts above.
-6. **Seeds**: tried in order {cfg.seeds}; the first that passes all gates is kept. Kept: seed
-   {report['chosen_seed']} (passed all gates: {report['chosen_passed']}).
+6. **Seeds**: tried in order {cfg.seeds}; the first that passes all gates is kept, else the first with the most
+   gates passed. {seeds_text}
 
 ## Behaviour measured by the recipe (PyTorch, float32 compute on the stored weights)
 
@@ -681,6 +696,7 @@ Refusal-direction projections at the selected site (training prompts): {rep.get(
 | default, but 25% / 35% of OR-Bench-hard answered | 93% / 98% | 0.50 / 0.41 | a finer harmful/pseudo boundary is no longer one direction |
 | default, seeds 1 and 2 | 96% / 95% | 0.88 / 0.70 | seed 1 also over-refuses Alpaca (5.5%) |
 | default, top 4 layers frozen, seed 1 | 94% | 0.847 | |
+| default, stage-2 lr 2.5e-4 (a lighter fine-tune), seed 1 | — | — | over-refuses Alpaca (7%) |
 
 The mediation the gates ask for is therefore fragile in a model this small: it depends on the seed, and the
 levers that separate w from r (more over-cautious style, a finer harmful/pseudo-harmful boundary) undo it.
@@ -708,7 +724,13 @@ levers that separate w from r (more over-cautious style, a finer harmful/pseudo-
 
 Full figures, candidates and timings: `training_report.json`.
 """
-    open(os.path.join(out, "README.md"), "w").write(text)
+    card = os.path.join(out, "README.md")
+    if keep_scalpel_figures and os.path.exists(card):
+        old = open(card).read()
+        a, b = "## Measured by Scalpel", "## Limitations"
+        if a in old and b in old:
+            text = text[:text.index(a)] + old[old.index(a):old.index(b)] + text[text.index(b):]
+    open(card, "w").write(text)
 
 
 if __name__ == "__main__":
