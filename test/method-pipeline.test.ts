@@ -144,6 +144,16 @@ test('toy model: the pipeline finds e1 at layer 1, keeps harmful refusals, and Î
   const r0 = await evaluateRun({ runDir, modelDir, config: config(), backend: toy }, { lambda: 0, datasets: [files['harmful']!] });
   assert.equal(r0.find((r) => r.condition === 'ablated')!.compliance_rate, 1);
   assert.equal(r0.find((r) => r.condition === 'ablated')!.lambda, 0);
+
+  // Eval reads only its evaluation sets: a training prompt file removed after the run does not stop it.
+  const gone = path.join(tmp, 'pseudo-train-gone.txt');
+  fs.copyFileSync(files['pseudo']!, gone);
+  const withGone = config({ pseudoTrain: gone });
+  const runGone = path.join(tmp, 'run-gone');
+  await runPipeline({ runDir: runGone, modelDir, config: withGone, backend: toy }, ['extract', 'select']);
+  fs.rmSync(gone);
+  const again = await evaluateRun({ runDir: runGone, modelDir, config: withGone, backend: toy }, { lambda: 1, datasets: [files['pseudo']!] });
+  assert.equal(again.find((r) => r.condition === 'ablated')!.compliance_rate, 1);
 });
 
 test('toy model: the harm guard rejects Î» = 0 candidates; --no-harm-guard takes them', async () => {

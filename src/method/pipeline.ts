@@ -74,7 +74,8 @@ class Runner {
   run: RunJson;
   readonly log: (s: string) => void;
 
-  constructor(readonly o: RunOptions, readonly sets: SampledSets, readonly evalSets: LoadedSet[], existing: RunJson | null, fingerprint: string) {
+  /** sets: the sampled training/validation prompts; null for `scalpel eval`, which never reads them. */
+  constructor(readonly o: RunOptions, readonly sets: SampledSets | null, readonly evalSets: LoadedSet[], existing: RunJson | null, fingerprint: string) {
     this.fingerprint = fingerprint;
     this.keys = stageKeys(o.config, fingerprint, o.dataDir);
     this.log = o.log ?? (() => {});
@@ -149,15 +150,20 @@ class Runner {
     this.log(`${stage}: ${rec.seconds}s, ${rec.forward_passes} forward passes (${rec.prompt_prefills} prompts, ${rec.decode_steps} decode steps)`);
   }
 
+  private sampled(): SampledSets {
+    if (!this.sets) throw new Error('internal: a stage that reads the training sets ran without them');
+    return this.sets;
+  }
+
   async extract(): Promise<void> {
     const { ctx, t0 } = await this.startStage();
-    await extractCandidates(ctx, this.sets);
+    await extractCandidates(ctx, this.sampled());
     await this.finishStage('extract', t0);
   }
 
   async select(): Promise<void> {
     const { ctx, t0 } = await this.startStage();
-    await selectCandidate(ctx, this.sets);
+    await selectCandidate(ctx, this.sampled());
     await this.finishStage('select', t0);
   }
 
@@ -253,9 +259,9 @@ export async function evaluateRun(o: RunOptions, overrides: { lambda?: number; a
     throw new ScalpelError(`${o.runDir}: no finished select stage; run \`scalpel select\` first`);
   }
   const config = { ...o.config, ...(overrides.datasets ? { evalDatasets: overrides.datasets } : {}) };
-  const sets = sampleSets(config, o.dataDir);
+  // Eval reads only the evaluation sets: a training prompt file deleted since the run must not stop it.
   const evalSets = loadEvalSets(config, o.dataDir);
-  const runner = new Runner({ ...o, config }, sets, evalSets, existing, fingerprint);
+  const runner = new Runner({ ...o, config }, null, evalSets, existing, fingerprint);
   const stock = (overrides.lambda === undefined || overrides.lambda === o.config.lambda) && (overrides.alpha === undefined || overrides.alpha === o.config.alpha)
     && !overrides.datasets && runner.run.stages.select?.key === runner.keys.select;
   if (stock && runner.done('eval')) {
