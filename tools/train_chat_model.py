@@ -697,6 +697,8 @@ Refusal-direction projections at the selected site (training prompts): {rep.get(
 | default, seeds 1 and 2 | 96% / 95% | 0.88 / 0.70 | seed 1 also over-refuses Alpaca (5.5%) |
 | default, top 4 layers frozen, seed 1 | 94% | 0.847 | |
 | default, stage-2 lr 2.5e-4 (a lighter fine-tune), seed 1 | — | — | over-refuses Alpaca (7%) |
+| default, but 10% of OR-Bench-hard answered | 74% | 0.851 | |
+| default, but 40% of team benign-alarming prompts answered (not 70%) | 85% | 0.639 | |
 
 The mediation the gates ask for is therefore fragile in a model this small: it depends on the seed, and the
 levers that separate w from r (more over-cautious style, a finer harmful/pseudo-harmful boundary) undo it.
