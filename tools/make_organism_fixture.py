@@ -27,22 +27,17 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# make_fixtures sets the offline environment and one torch thread before it imports transformers; importing it
+# first gives this script the same settings, rounding and atomic writes as the other fixtures.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_fixtures import dump_json, r6  # noqa: E402
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_fixtures import dump_json, r6  # noqa: E402  (same rounding and atomic write as the other fixtures)
-
-torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "scalpel-tiny-chat"
