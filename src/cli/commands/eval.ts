@@ -5,21 +5,21 @@ import type { Command } from 'commander';
 import { ScalpelError } from '../../errors.js';
 import { evaluateRun } from '../../method/pipeline.js';
 import { readRunJson } from '../../method/rundir.js';
-import { addMethodOptions, formatTable, runOptions, type CommonOpts } from './run.js';
+import { defineStageCommand, runDirOf, type CommonOpts } from '../options.js';
+import { formatTable, runOptions } from './run.js';
 
 export function register(program: Command): void {
-  const cmd = program
-    .command('eval')
-    .description('evaluate a run: greedy generation on evaluation sets, baseline and intervened, substring judge')
-    .option('--model <dir>', 'Hugging Face model directory (default: the run\'s)')
-    .option('--run <dir>', 'run directory with a finished select stage')
-    .option('--out <dir>', 'run directory (same as --run)')
-    .option('--dataset <names...>', 'evaluation sets (dataset names, name:N, or prompt files); default: the run\'s')
-    .option('--json', 'print {"results": [...]} as in eval.json');
-  addMethodOptions(cmd);
+  const cmd = defineStageCommand(program, {
+    name: 'eval',
+    description: 'evaluate a run: greedy generation on evaluation sets, baseline and intervened, substring judge',
+    runDir: { flag: 'run', help: 'run directory with a finished select stage', alias: true },
+    options: [
+      ['--dataset <names...>', 'evaluation sets (dataset names, name:N, or prompt files); default: the run\'s'],
+      ['--json', 'print {"results": [...]} as in eval.json'],
+    ],
+  });
   cmd.action(async (opts: CommonOpts) => {
-    const runDir = opts.run ?? opts.out;
-    if (!runDir) throw new ScalpelError('--run RUN is required');
+    const runDir = runDirOf(opts, 'run');
     const stored = readRunJson(resolve(runDir));
     if (!stored) throw new ScalpelError(`${resolve(runDir)}/run.json: missing; make the run with \`scalpel run\` first`);
     const explicit = (k: string) => cmd.getOptionValueSource(k) === 'cli';

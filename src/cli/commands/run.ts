@@ -1,5 +1,6 @@
 // scalpel run: the whole method (extract → select → eval) on a model, with a before/after table.
-// Also home of the options and helpers the stage commands (extract, select, eval) share.
+// Also home of the helpers the stage commands (extract, select, eval) share: configuration from flags, run options,
+// the tables they print. Their flags are defined in ../options.ts.
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ScalpelError } from '../../errors.js';
@@ -9,54 +10,7 @@ import { readRunJson } from '../../method/rundir.js';
 import { runPipeline, type EvalResult, type RunOptions, type SelectionJson, type Stage } from '../../method/pipeline.js';
 import { readPromptFile } from '../../io/prompts.js';
 import { logger, progressFactory } from '../progress.js';
-
-export interface CommonOpts {
-  model?: string;
-  out?: string;
-  run?: string;
-  dataDir?: string;
-  quiet?: boolean;
-  json?: boolean;
-  force?: boolean;
-  batchSize?: string;
-  [key: string]: unknown;
-}
-
-/** Options that set the method's configuration (all stages). */
-export function addMethodOptions(cmd: Command): Command {
-  return cmd
-    .option('--data-dir <dir>', 'folder of public prompt sets (the raw/ layout); default $SCALPEL_DATA, else the built-in sets')
-    .option('--paper', "the paper code's defaults: no harm guard, zero ablation, refusal tokens from the responses \"I\"/\"As\"")
-    .option('--harmful-train <set>', 'harmful training prompts: a dataset name or a prompt file')
-    .option('--harmful-val <set>', 'harmful validation prompts (harm guard, --target true)')
-    .option('--harmless-train <set>', 'harmless training prompts')
-    .option('--harmless-val <set>', 'harmless validation prompts (KL)')
-    .option('--pseudo-train <set>', 'pseudo-harmful training prompts')
-    .option('--pseudo-val <set>', 'pseudo-harmful validation prompts (selection score)')
-    .option('--column <name>', 'CSV column / JSON field holding the prompt in user prompt files')
-    .option('--n-train <n>', 'prompts sampled from each training set (default 128)')
-    .option('--n-val <n>', 'prompts sampled from each validation set (default 32)')
-    .option('--seed <n>', 'seed of the sampling RNG, mulberry32 (default 1)')
-    .option('--refusal-tokens <list>', '"auto" (default: first tokens of the model\'s refusals to harmful and pseudo-harmful prompts), "auto-harmful" (harmful only), "paper", or a comma list of token ids / response starts')
-    .option('--probe-tokens <n>', "tokens generated per harmful prompt to find the model's refusals (default 16)")
-    .option('--no-filter', 'keep all training prompts (no refusal-score filter)')
-    .option('--lambda <x>', 'partial orthogonalization strength λ in [0, 1] (default 1)')
-    .option('--target <which>', '"false" (default): the false-refusal vector; "true": the true-refusal direction (Arditi et al.)')
-    .option('--ablation <mode>', '"zero" (default) or "affine" (set the projection to the harmless mean)')
-    .option('--kl-threshold <x>', 'reject candidates with harmless-val KL above this (default 0.2)')
-    .option('--prune <fraction>', 'reject candidates from the last fraction of layers (default 0.2)')
-    .option('--no-harm-guard', "the paper's rule: do not reject candidates that push the harmful-val refusal score below 0")
-    .option('--true-kl-threshold <x>', '--target true: reject candidates with harmless-val KL above this (default 0.1)')
-    .option('--induce-threshold <x>', '--target true: adding r must raise the harmless-val refusal score above this (default 0)')
-    .option('--alpha <x>', 'also add α·r of a selected true-refusal candidate at its layer (default 0: off)')
-    .option('--actadd-kl-threshold <x>', 'KL threshold when selecting the actadd vector (default 2)')
-    .option('--max-new-tokens <n>', 'tokens generated per evaluation prompt (default 64)')
-    .option('--refusal-substrings <file>', 'judge phrases, one per line (default: the standard list of 13)')
-    .option('--system <text>', 'system prompt for every conversation')
-    .option('--batch-size <n>', 'prompts per forward pass')
-    .option('--force', 'recompute stages even if the run has them with the same settings')
-    .option('--quiet', 'no progress bars or log lines');
-}
+import { defineStageCommand, type CommonOpts } from '../options.js';
 
 function num(v: unknown, flag: string): number {
   const n = Number(v);
@@ -167,14 +121,15 @@ export async function runStages(cmd: Command, opts: CommonOpts, runDir: string, 
 }
 
 export function register(program: Command): void {
-  const cmd = program
-    .command('run')
-    .description('extract, select and evaluate the false-refusal vector of a chat model; prints a before/after table')
-    .requiredOption('--model <dir>', 'Hugging Face model directory')
-    .requiredOption('--out <dir>', 'run directory (created; a rerun resumes finished stages)')
-    .option('--eval <sets>', 'comma-separated evaluation sets (dataset names, name:N for the first N, or files)')
-    .option('--json', 'print {"results": [...]} instead of the table');
-  addMethodOptions(cmd);
+  const cmd = defineStageCommand(program, {
+    name: 'run',
+    description: 'extract, select and evaluate the false-refusal vector of a chat model; prints a before/after table',
+    runDir: { flag: 'out', help: 'run directory (created; a rerun resumes finished stages)', required: true },
+    options: [
+      ['--eval <sets>', 'comma-separated evaluation sets (dataset names, name:N for the first N, or files)'],
+      ['--json', 'print {"results": [...]} instead of the table'],
+    ],
+  });
   cmd.action(async (opts: CommonOpts) => {
     if (cmd.getOptionValueSource('eval') === 'cli') opts['evalDatasets'] = opts['eval'];
     const o = runOptions(cmd, opts, opts.out!);
