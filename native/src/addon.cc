@@ -70,14 +70,22 @@ void run_range(const Job& job, size_t j0, size_t j1) {
   }
 }
 
+// Thread tid's share [begin, end) of [0, total) when nthreads split it in contiguous pieces whose boundaries are
+// multiples of unit (a kernel's tile width; 1 = any). Late threads may get an empty share.
+struct Share {
+  size_t begin, end;
+};
+Share share_of(size_t total, size_t unit, int tid, int nthreads) {
+  const size_t units = (total + unit - 1) / unit;
+  const size_t per = (units + nthreads - 1) / nthreads * unit;
+  const size_t begin = std::min(total, per * tid);
+  return {begin, std::min(total, begin + per)};
+}
+
 void run_job(void* ctx, int tid, int nthreads) {
   const Job& job = *static_cast<const Job*>(ctx);
-  const size_t n = job.args.n;
-  const size_t units = (n + job.unit - 1) / job.unit;
-  const size_t per = (units + nthreads - 1) / nthreads * job.unit;
-  const size_t j0 = std::min(n, per * tid);
-  const size_t j1 = std::min(n, j0 + per);
-  run_range(job, j0, j1);
+  const Share s = share_of(job.args.n, job.unit, tid, nthreads);
+  run_range(job, s.begin, s.end);
 }
 
 size_t unit_of(Isa isa) {
@@ -150,11 +158,10 @@ struct AttentionJob {
 
 void run_attention(void* ctx, int tid, int nthreads) {
   const AttentionJob& job = *static_cast<const AttentionJob*>(ctx);
-  const size_t per = (job.pairs + nthreads - 1) / nthreads;
-  const size_t p0 = std::min(job.pairs, per * tid), p1 = std::min(job.pairs, p0 + per);
-  if (p0 >= p1) return;
+  const Share s = share_of(job.pairs, 1, tid, nthreads);
+  if (s.begin >= s.end) return;
   std::unique_ptr<double[]> scratch(new double[job.args.start + job.args.seq]);
-  attention_pairs(job.args, p0, p1, scratch.get());
+  attention_pairs(job.args, s.begin, s.end, scratch.get());
 }
 
 Napi::Value Attention(const Napi::CallbackInfo& info) {
@@ -208,9 +215,8 @@ struct GatedJob {
 
 void run_gated(void* ctx, int tid, int nthreads) {
   const GatedJob& job = *static_cast<const GatedJob*>(ctx);
-  const size_t per = (job.n + nthreads - 1) / nthreads;
-  const size_t i0 = std::min(job.n, per * tid), i1 = std::min(job.n, i0 + per);
-  gated_act(job.gate, job.up, i0, i1, job.act);
+  const Share s = share_of(job.n, 1, tid, nthreads);
+  gated_act(job.gate, job.up, s.begin, s.end, job.act);
 }
 
 Napi::Value GatedAct(const Napi::CallbackInfo& info) {

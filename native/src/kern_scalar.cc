@@ -53,11 +53,7 @@ void run(const MatmulArgs& a, size_t j0, size_t j1) {
 }  // namespace
 
 void matmul_scalar(const MatmulArgs& a, size_t j0, size_t j1) {
-  switch (a.dtype) {
-    case F32: run<F32>(a, j0, j1); break;
-    case F16: run<F16>(a, j0, j1); break;
-    default: run<BF16>(a, j0, j1); break;
-  }
+  with_dtype(a.dtype, [&](auto dt) { run<decltype(dt)::value>(a, j0, j1); });
 }
 
 }  // namespace scalpel

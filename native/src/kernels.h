@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 namespace scalpel {
 
@@ -28,6 +29,17 @@ constexpr size_t kAvx2Unit = 4;
 void matmul_avx512(const MatmulArgs& a, size_t j0, size_t j1);
 constexpr size_t kAvx512Unit = 6;
 #endif
+
+// Calls f(std::integral_constant<int, DT>{}) for a run-time dtype, so each variant's entry point can hand the
+// dtype to its kernels as a template parameter (any code other than F32 or F16 is BF16, as addon.cc validates).
+template <class F>
+inline void with_dtype(int dtype, F&& f) {
+  switch (dtype) {
+    case F32: f(std::integral_constant<int, F32>{}); break;
+    case F16: f(std::integral_constant<int, F16>{}); break;
+    default: f(std::integral_constant<int, BF16>{}); break;
+  }
+}
 
 // Exact widening of 16-bit floats (shared by the scalar code and the tests of the SIMD tails).
 inline float bf16_to_f32(uint16_t b) {
