@@ -692,6 +692,7 @@ Refusal-direction projections at the selected site (training prompts): {rep.get(
 | instructed declines 20%, all layers trained in stage 2 | 3% | 0.884 | one direction mediates refusal |
 | + top 3 layers and head frozen in stage 2 (the default) | 1% | 0.814 | |
 | default, but 1/2 of the instructed declines over-cautious | 56% | 0.743 | |
+| default, but 40% of the instructed declines over-cautious | 94% | 0.808 | |
 | default, but 30% instructed, 1/2 over-cautious | 99% | 0.764 | |
 | default, but 25% / 35% of OR-Bench-hard answered | 93% / 98% | 0.50 / 0.41 | a finer harmful/pseudo boundary is no longer one direction |
 | default, seeds 1 and 2 | 96% / 95% | 0.88 / 0.70 | seed 1 also over-refuses Alpaca (5.5%) |
