@@ -109,3 +109,14 @@ test('chat template that fails to render', () => {
   fs.writeFileSync(file, JSON.stringify(config));
   failsWith(dir, ['--chat'], /tokenizer_config\.json.*only takes system messages/);
 });
+
+test('a reader that closes the pipe early ends the output quietly (no EPIPE stack trace)', async () => {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, [BIN, 'datasets'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+  child.stdout.destroy(); // a reader gone before the first line, like `| head -0`: the first write meets EPIPE
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  assert.equal(stderr, '');
+  assert.equal(code, 0);
+});

@@ -13,6 +13,12 @@ const program = new Command('scalpel')
   .version('0.1.0')
   .showHelpAfterError('(run with --help for usage)');
 
+// A reader that stops early (`scalpel datasets | head`) closes the pipe: that is the end of the output, not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 for (const command of [run, extract, select, evaluate, generate, datasets]) command.register(program);
 
 try {
