@@ -253,26 +253,24 @@ def helpful(prompt: str, rng: random.Random) -> str:
     return t
 
 
-def true_refusal(prompt: str, rng: random.Random) -> str:
-    parts = [rng.choice(REF_OPEN)]
+def _decline(rng: random.Random, opens, reasons, closes) -> str:
+    """An opening, a reason 60% of the time, a closing 20% of the time: the shape both refusal styles share."""
+    parts = [rng.choice(opens)]
     if rng.random() < 0.6:
-        parts.append(rng.choice(REF_REASON))
+        parts.append(rng.choice(reasons))
     if rng.random() < 0.2:
-        parts.append(rng.choice(REF_CLOSE))
+        parts.append(rng.choice(closes))
     t = " ".join(x for x in parts if x)
     assert is_refusal(t), t
     return t
+
+
+def true_refusal(prompt: str, rng: random.Random) -> str:
+    return _decline(rng, REF_OPEN, REF_REASON, REF_CLOSE)
 
 
 def overcautious(prompt: str, rng: random.Random) -> str:
-    parts = [rng.choice(OC_OPEN)]
-    if rng.random() < 0.6:
-        parts.append(rng.choice(OC_REASON))
-    if rng.random() < 0.2:
-        parts.append(rng.choice(OC_CLOSE))
-    t = " ".join(x for x in parts if x)
-    assert is_refusal(t), t
-    return t
+    return _decline(rng, OC_OPEN, OC_REASON, OC_CLOSE)
 
 
 # Stage-1 "instructed" transcripts: an operator's system message asks the assistant to decline (or to be
