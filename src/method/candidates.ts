@@ -1,9 +1,10 @@
 // candidates.safetensors, the hand-over from extract to select and eval: for every post-instruction position and
 // layer, the candidate r (harmful − harmless), w (pseudo-harmful − harmless) and the three means, each
 // [positions, layers, width]. Also what one candidate means as an ablation, which select and eval must agree on.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ScalpelError } from '../errors.js';
+import { readSafetensorsHeader } from '../io/safetensors.js';
 import type { MethodConfig } from './config.js';
 import type { AblationSpec } from './hooks.js';
 import { ablationDirection, dot, unit } from './math.js';
@@ -45,8 +46,8 @@ export async function loadCandidates(runDir: string): Promise<Candidates> {
   const mh = t.get('mean_harmless');
   const file = join(runDir, FILES.candidates);
   if (!r || !w || !mh) throw new ScalpelError(`${file}: expected tensors r, w and mean_harmless`);
-  const header = JSON.parse(readFileSync(file).subarray(8, 8 + Number(readFileSync(file).readBigUInt64LE(0))).toString('utf8')) as Record<string, { shape?: number[] }>;
-  const shape = header['r']?.shape;
+  // The shape comes from the same bounds-checked header reader as every other safetensors file.
+  const shape = (await readSafetensorsHeader(file)).entries.get('r')?.shape;
   if (!shape || shape.length !== 3) throw new ScalpelError(`${file}: tensor r should be [positions, layers, width]`);
   const [k, L, d] = shape as [number, number, number];
   return { k, L, d, r, w, meanHarmless: mh };
