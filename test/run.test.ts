@@ -111,6 +111,26 @@ test('scalpel eval --lambda: ŵ recomputed at the chosen site, RUN untouched', {
   assert.deepEqual(snapshot(RUN), before);
 });
 
+test('scalpel bake: the baked model, with no hooks, writes the ablated responses of the run', { timeout: 120_000 }, () => {
+  const before = snapshot(RUN);
+  const baked = path.join(tmp, 'baked');
+  const r = scalpel('bake', '--run', RUN, '--out', baked);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /baked the false-refusal vector \(λ = 1\) of position -\d+, layer \d+ into \d+ tensors/);
+  assert.deepEqual(snapshot(RUN), before);
+  assert.ok(fs.existsSync(path.join(baked, 'scalpel_bake.json')));
+  const all = fs.readFileSync(path.join(RUN, 'responses.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const baseline = new Map(all.filter((x) => x.condition === 'baseline').map((x) => [`${x.dataset}/${x.index}`, x.response]));
+  // Responses the ablation changed: a bake that did nothing would reproduce the baseline instead.
+  const rows = all.filter((x) => x.condition === 'ablated' && baseline.get(`${x.dataset}/${x.index}`) !== x.response).slice(0, 3);
+  assert.ok(rows.length >= 1, 'the ablation changed at least one response');
+  for (const row of rows) {
+    const g = scalpel('generate', '--model', baked, '--chat', '--prompt', row.prompt, '--max-new-tokens', String(row.max_new_tokens), '--json');
+    assert.equal(g.code, 0, g.err);
+    assert.equal(JSON.parse(g.out).text, row.response, row.prompt);
+  }
+});
+
 test('bad input: one-line errors, exit 1, nothing written', { timeout: 60_000 }, () => {
   const before = snapshot(RUN);
   const empty = path.join(tmp, 'empty.txt');
@@ -129,6 +149,9 @@ test('bad input: one-line errors, exit 1, nothing written', { timeout: 60_000 },
     [['eval', '--model', other, '--run', RUN], /RUN was made with a different model/],
     [['select', '--model', other, '--run', RUN], /RUN was made with a different model/],
     [['eval', '--run', RUN, '--dataset', 'nope'], /unknown dataset "nope"/],
+    [['bake', '--run', RUN, '--out', RUN], /run: exists and is not empty; choose a new directory/],
+    [['bake', '--run', RUN, '--out', fresh, '--lambda', '2'], /--lambda 2: expected a number in \[0, 1\]/],
+    [['bake', '--model', other, '--run', RUN, '--out', fresh], /RUN was made with a different model/],
   ];
   for (const [args, re] of cases) {
     const r = scalpel(...args);

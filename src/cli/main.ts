@@ -7,6 +7,7 @@ import * as extract from './commands/extract.js';
 import * as select from './commands/select.js';
 import * as evaluate from './commands/eval.js';
 import * as datasets from './commands/datasets.js';
+import * as bake from './commands/bake.js';
 
 const program = new Command('scalpel')
   .description('Remove false refusals from chat models by ablating a single direction, keeping true refusals.')
@@ -19,7 +20,7 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
-for (const command of [run, extract, select, evaluate, generate, datasets]) command.register(program);
+for (const command of [run, extract, select, evaluate, bake, generate, datasets]) command.register(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,70 @@
+// `scalpel bake`: writes a copy of the run's model with the chosen direction projected out of the weights, so the
+// ablation costs nothing at inference and the result loads anywhere a Hugging Face model does.
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { ScalpelError } from '../../errors.js';
+import { bakeAblation } from '../../method/bake.js';
+import { loadCandidates, vectorFor } from '../../method/candidates.js';
+import { checkSameModel, FILES, modelFingerprint, readJson, readRunJson } from '../../method/rundir.js';
+import type { SelectionJson } from '../../method/select.js';
+import { logger, progressFactory } from '../progress.js';
+
+interface BakeFlags {
+  run: string;
+  out: string;
+  model?: string;
+  lambda?: string;
+  quiet?: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command('bake')
+    .description("write a copy of the model with the run's chosen direction removed from its weights (no hooks needed at inference)")
+    .requiredOption('--run <dir>', 'run directory with a finished select stage')
+    .requiredOption('--out <dir>', 'new model directory to write')
+    .option('--model <dir>', "the model the run was made with (default: the run's)")
+    .option('--lambda <x>', "partial orthogonalization strength λ in [0, 1] (default: the run's)")
+    .option('--quiet', 'no progress bar or log lines')
+    .action(async (flags: BakeFlags) => {
+      const runDir = resolve(flags.run);
+      const run = readRunJson(runDir);
+      if (!run) throw new ScalpelError(`${runDir}/${FILES.run}: missing; make the run with \`scalpel run\` first`);
+      const modelDir = resolve(flags.model ?? run.model.dir);
+      checkSameModel(run, runDir, modelDir, modelFingerprint(modelDir));
+      const sel = readJson<SelectionJson>(runDir, FILES.selection);
+      if (!sel.chosen) throw new ScalpelError(`${runDir}/${FILES.selection}: no chosen candidate; rerun select`);
+      const cfg = run.config as { lambda?: number; alpha?: number; ablation?: string };
+      if (cfg.ablation === 'affine') {
+        throw new ScalpelError(`${runDir}/${FILES.run}: config.ablation is affine, which needs a bias on the residual stream that the weights do not have; bake a run made with --ablation zero`);
+      }
+      if (cfg.alpha !== undefined && cfg.alpha !== 0) {
+        throw new ScalpelError(`${runDir}/${FILES.run}: config.alpha is ${cfg.alpha}; activation addition cannot be written into weights without a bias; rerun select with --alpha 0 to bake the ablation alone`);
+      }
+      let lambda = sel.lambda ?? cfg.lambda ?? 1;
+      if (flags.lambda !== undefined) {
+        lambda = Number(flags.lambda);
+        if (flags.lambda.trim() === '' || !(lambda >= 0 && lambda <= 1)) throw new ScalpelError(`--lambda ${flags.lambda}: expected a number in [0, 1]`);
+      }
+      const cand = await loadCandidates(runDir);
+      const { ablation } = vectorFor(cand, { target: sel.target, ablation: 'zero' }, sel.chosen.position_index, sel.chosen.layer, lambda);
+      const log = logger(flags.quiet);
+      const bar = progressFactory({ quiet: flags.quiet })('baking (MB)', 1);
+      const mb = (bytes: number) => Math.round(bytes / 1e6);
+      const res = await bakeAblation({
+        modelDir,
+        outDir: resolve(flags.out),
+        direction: ablation.direction,
+        provenance: {
+          scalpel_source_model: modelDir,
+          scalpel_run: runDir,
+          scalpel_target: sel.target,
+          scalpel_position: String(sel.chosen.position),
+          scalpel_layer: String(sel.chosen.layer),
+          scalpel_lambda: String(lambda),
+        },
+        onProgress: (done, total) => bar.update(mb(done), mb(total)),
+      }).finally(() => bar.stop());
+      log(`baked ${sel.target === 'true' ? 'the true-refusal direction' : `the false-refusal vector (λ = ${lambda})`} of position ${sel.chosen.position}, layer ${sel.chosen.layer} into ${res.changed.length} tensors${res.untied ? ' (the output head, tied before, keeps the original embedding)' : ''}: ${res.outDir}`);
+    });
+}

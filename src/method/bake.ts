@@ -1,0 +1,193 @@
+// Baking a directional ablation into the weights (the paper's "weight orthogonalization"): every matrix that writes
+// into the residual stream (the token embedding, each attention output projection and each MLP down projection,
+// with their biases) gets the direction d projected out of its output, W ← (I − d dᵀ) W. The residual stream then
+// never holds a component along d, which is exactly what ablating d at every layer, position and step does at run
+// time, so the new model directory runs with no hooks and costs nothing extra at inference. It is a standard
+// Hugging Face directory that transformers, llama.cpp's converter and Scalpel itself load unchanged.
+//
+// Exact only when each block's output joins the residual stream as it leaves the projection. Gemma 2/3 normalise
+// it first (sandwich norms), and the norm's per-channel gain brings d back, so they are refused with a pointer to
+// run-time ablation. Affine ablation and activation addition need a bias on the residual stream that these
+// architectures do not have, so the caller refuses those too.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseConfig } from '../arch/index.js';
+import type { Tensor } from '../engine/types.js';
+import { ScalpelError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { fromFloat32, toFloat32 } from '../io/dtype.js';
+import { readJsonFile } from '../io/json.js';
+import { readSafetensors, readSafetensorsHeader, writeSafetensors } from '../io/safetensors.js';
+import { findWeightFiles } from '../model/files.js';
+
+export interface BakeOptions {
+  modelDir: string;
+  /** A new directory (or an empty one); written under a temporary name and renamed when complete. */
+  outDir: string;
+  /** The direction to remove, [width]; normalised here. */
+  direction: ArrayLike<number>;
+  /** Provenance, written to scalpel_bake.json and into every weight file's safetensors metadata. */
+  provenance: Record<string, string>;
+  /** Told after each weight file how many weight bytes are done, and the total. */
+  onProgress?: (bytesDone: number, bytesTotal: number) => void;
+}
+
+export interface BakeResult {
+  outDir: string;
+  /** Names of the tensors changed (embedding, o_proj and down_proj weights and biases). */
+  changed: string[];
+  /** True when the input tied its output head to the embedding: the output keeps the original as lm_head.weight. */
+  untied: boolean;
+  weightFiles: string[];
+}
+
+const EMBED = 'model.embed_tokens.weight';
+const HEAD = 'lm_head.weight';
+const WRITER = /^model\.layers\.(\d+)\.(self_attn\.o_proj|mlp\.down_proj)\.(weight|bias)$/;
+const INDEX = 'model.safetensors.index.json';
+
+function unitF64(direction: ArrayLike<number>, width: number, where: string): Float64Array {
+  if (direction.length !== width) throw new ScalpelError(`${where}: direction has ${direction.length} values, the model's hidden size is ${width}`);
+  const d = Float64Array.from(direction);
+  let n = 0;
+  for (const v of d) n += v * v;
+  n = Math.sqrt(n);
+  if (!(n > 0) || !Number.isFinite(n)) throw new ScalpelError(`${where}: direction is zero or not finite, nothing to ablate`);
+  for (let i = 0; i < d.length; i++) d[i]! /= n;
+  return d;
+}
+
+/** W ← (I − d dᵀ) W for W [rows = width, cols]: every column loses its component along d. */
+function projectColumns(t: Tensor, d: Float64Array): Tensor {
+  const [rows, cols] = t.shape as [number, number];
+  const w = toFloat32(t);
+  const u = new Float64Array(cols); // u = dᵀ W
+  for (let r = 0; r < rows; r++) {
+    const dr = d[r]!;
+    const o = r * cols;
+    for (let c = 0; c < cols; c++) u[c]! += dr * w[o + c]!;
+  }
+  const out = new Float32Array(w.length);
+  for (let r = 0; r < rows; r++) {
+    const dr = d[r]!;
+    const o = r * cols;
+    for (let c = 0; c < cols; c++) out[o + c] = w[o + c]! - dr * u[c]!;
+  }
+  return { ...t, data: fromFloat32(out, t.dtype) };
+}
+
+/** Each row x of E [rows, width] (an embedding) or a single [width] bias: x ← x − (x·d) d. */
+function projectRows(t: Tensor, d: Float64Array): Tensor {
+  const width = d.length;
+  const x = toFloat32(t);
+  const out = new Float32Array(x.length);
+  for (let o = 0; o < x.length; o += width) {
+    let p = 0;
+    for (let j = 0; j < width; j++) p += x[o + j]! * d[j]!;
+    for (let j = 0; j < width; j++) out[o + j] = x[o + j]! - p * d[j]!;
+  }
+  return { ...t, data: fromFloat32(out, t.dtype) };
+}
+
+function checkOutDir(outDir: string): void {
+  if (!fs.existsSync(outDir)) return;
+  if (!fs.statSync(outDir).isDirectory()) throw new ScalpelError(`${outDir}: exists and is a file; choose a new directory for the baked model`);
+  if (fs.readdirSync(outDir).length > 0) throw new ScalpelError(`${outDir}: exists and is not empty; choose a new directory for the baked model`);
+}
+
+/** Writes a copy of the model with `direction` projected out of every residual-stream writer. */
+export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
+  const configPath = path.join(o.modelDir, 'config.json');
+  if (!fs.existsSync(configPath)) throw new ScalpelError(`${configPath}: file is missing, expected a Hugging Face model directory with config.json`);
+  const config = readJsonFile(configPath);
+  const { arch, args } = parseConfig(config, configPath);
+  if (args.sandwichNorms) {
+    throw new ScalpelError(`${configPath}: ${arch.name} normalises each block's output before it joins the residual stream, so a weight edit cannot remove a direction exactly; use run-time ablation (scalpel eval / generate --run) instead`);
+  }
+  const d = unitF64(o.direction, args.width, 'bake');
+  checkOutDir(o.outDir);
+  const { files, weightMap } = findWeightFiles(o.modelDir);
+  const names = new Map<string, string>(); // tensor → file, from the headers (validated before any data is read)
+  let total = 0;
+  for (const file of files) {
+    const h = await readSafetensorsHeader(file);
+    for (const e of h.entries.values()) {
+      names.set(e.name, file);
+      total += e.end - e.begin;
+    }
+  }
+  // Every writer the architecture has must be found under its standard name, or the bake would be partial.
+  const expected = [EMBED];
+  for (let l = 0; l < args.numLayers; l++) expected.push(`model.layers.${l}.self_attn.o_proj.weight`, `model.layers.${l}.mlp.down_proj.weight`);
+  const missing = expected.filter((n) => !names.has(n));
+  if (missing.length > 0) throw new ScalpelError(`${o.modelDir}: tensor ${missing[0]} not found (${missing.length} residual-stream writers missing); cannot bake this checkpoint's naming`);
+  const untied = args.tieEmbeddings && !names.has(HEAD);
+
+  const tmp = `${o.outDir.replace(/[\\/]+$/, '')}.baking-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp, { recursive: true });
+  const changed: string[] = [];
+  const weightFiles: string[] = [];
+  try {
+    let done = 0;
+    for (const file of files) {
+      const header = await readSafetensorsHeader(file);
+      const tensors = await readSafetensors(file);
+      for (const [name, t] of [...tensors]) {
+        if (name === EMBED) {
+          if (untied) tensors.set(HEAD, { ...t, name: HEAD }); // the output head keeps reading the original embedding
+          tensors.set(name, projectRows(t, d));
+          changed.push(name);
+        } else if (WRITER.test(name)) {
+          tensors.set(name, t.shape.length === 2 ? projectColumns(t, d) : projectRows(t, d));
+          changed.push(name);
+        }
+      }
+      const metadata = { ...(header.metadata ?? { format: 'pt' }), ...o.provenance };
+      const out = path.join(tmp, path.basename(file));
+      await writeSafetensors(out, tensors, metadata);
+      weightFiles.push(path.basename(file));
+      done += tensors.size > 0 ? header.fileSize - header.dataStart : 0;
+      o.onProgress?.(Math.min(done, total), total);
+    }
+
+    // Everything else in the directory is copied as is, except what the bake changes: the index (a new lm_head
+    // entry) and config.json (the head is no longer tied).
+    for (const entry of fs.readdirSync(o.modelDir, { withFileTypes: true })) {
+      if (!entry.isFile() || weightFiles.includes(entry.name)) continue;
+      const src = path.join(o.modelDir, entry.name);
+      if (entry.name === INDEX && weightMap) {
+        const index = readJsonFile(src);
+        if (untied) {
+          const wm = index['weight_map'] as Record<string, string>;
+          wm[HEAD] = wm[EMBED]!;
+          const meta = (index['metadata'] ?? {}) as Record<string, unknown>;
+          const headBytes = (await readSafetensorsHeader(names.get(EMBED)!)).entries.get(EMBED)!;
+          if (typeof meta['total_size'] === 'number') meta['total_size'] += headBytes.end - headBytes.begin;
+        }
+        await writeFileAtomic(path.join(tmp, entry.name), JSON.stringify(index, null, 2) + '\n');
+      } else if (entry.name === 'config.json' && untied) {
+        await writeFileAtomic(path.join(tmp, entry.name), JSON.stringify({ ...config, tie_word_embeddings: false }, null, 2) + '\n');
+      } else if (/\.(safetensors|bin|pt|pth|gguf)$/.test(entry.name)) {
+        continue; // other weight formats describe the original model, not this one
+      } else {
+        fs.copyFileSync(src, path.join(tmp, entry.name));
+      }
+    }
+    await writeFileAtomic(path.join(tmp, 'scalpel_bake.json'), JSON.stringify({
+      format: 'scalpel-bake/1',
+      ...o.provenance,
+      edit: 'W <- (I - d d^T) W for the token embedding, every self_attn.o_proj and mlp.down_proj (weights and biases)',
+      untied_lm_head: untied,
+      changed_tensors: changed.length,
+      direction: Array.from(d, (v) => Math.fround(v)),
+    }) + '\n');
+    if (fs.existsSync(o.outDir)) fs.rmdirSync(o.outDir); // checked empty above
+    fs.renameSync(tmp, o.outDir);
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    if (e instanceof ScalpelError) throw e;
+    throw new ScalpelError(`${o.outDir}: could not write the baked model (${(e as Error).message})`);
+  }
+  return { outDir: o.outDir, changed, untied, weightFiles };
+}

@@ -1,0 +1,178 @@
+// Baking the ablation into the weights (src/method/bake.ts): the baked model, run with no hooks, must give what the
+// original gives under run-time ablation at every layer. Checked against transformers on the project's own chat
+// model (the organism fixture's ablation cases, computed with independent PyTorch hooks), and against Scalpel's
+// own hooks on the random-weight fixtures that cover tied heads (f32 and f16), bf16 weights, shards and biases.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { bakeAblation } from '../src/method/bake.js';
+import { interventionHooks } from '../src/method/hooks.js';
+import { loadEngineModel, loadModel } from '../src/model/load.js';
+import { greedyGenerate, lastLogits } from '../src/engine/generate.js';
+import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
+import { toFloat32 } from '../src/io/dtype.js';
+import type { Tensor } from '../src/engine/types.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const FIXTURES = path.join(root, 'test', 'fixtures', 'models');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-bake-'));
+const provenance = { scalpel_test: 'bake.test.ts' };
+
+/** A seeded unit vector (mulberry32), so failures reproduce. */
+function randomUnit(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const next = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
+  };
+  const v = Float32Array.from({ length: n }, next);
+  const norm = Math.hypot(...v);
+  return v.map((x) => x / norm);
+}
+
+const spread = (x: Float32Array) => Math.max(...x) - Math.min(...x);
+const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+
+// Token sequences for the random-weight fixtures (their vocabularies are at least 256).
+const SEQS = [[1, 17, 42, 99, 3, 250, 8], [5, 6, 7], [200, 13, 13, 77, 31, 64, 2, 9, 128, 11]];
+
+/**
+ * Bakes a random direction into `dir` and compares, per sequence, the baked model's last logits with the original's
+ * under run-time ablation. Returns the worst difference as a fraction of the logit spread, and the intervention's
+ * own size on the same scale (so a bake that changed nothing could not pass).
+ */
+async function compare(dir: string, name: string): Promise<{ err: number; effect: number; out: string }> {
+  const original = await loadEngineModel(dir);
+  const direction = randomUnit(original.width, 7);
+  const out = path.join(tmp, name);
+  await bakeAblation({ modelDir: dir, outDir: out, direction, provenance });
+  const baked = await loadEngineModel(out);
+  const hooks = interventionHooks(original.numLayers, { direction });
+  let err = 0;
+  let effect = Infinity;
+  for (const seq of SEQS) {
+    const ref = lastLogits(original, [seq], { hooks })[0]!;
+    const plain = lastLogits(original, [seq])[0]!;
+    const got = lastLogits(baked, [seq])[0]!;
+    err = Math.max(err, maxDiff(got, ref) / spread(ref));
+    effect = Math.min(effect, maxDiff(plain, ref) / spread(ref));
+  }
+  return { err, effect, out };
+}
+
+// f32 weights change only in summation order (measured: 3e-7 of the spread). 16-bit weights are rounded again
+// after the edit, bf16 to 8 significant bits and f16 to 11 (measured: 5.6e-3 and 6.8e-4 of the spread).
+const TOL = { f32: 1e-4, f16: 2e-3, bf16: 1e-2 };
+
+for (const [name, dtype] of [['llama', 'f32'], ['llama-sharded', 'f32'], ['llama-tied', 'f32'], ['qwen2', 'f16'], ['llama-bf16', 'bf16'], ['phi3', 'f32'], ['mistral', 'f32'], ['qwen3', 'f32']] as const) {
+  test(`bake ${name}: baked model with no hooks = original under run-time ablation`, async (t) => {
+    const { err, effect, out } = await compare(path.join(FIXTURES, name), name);
+    t.diagnostic(`${name}: max |baked − ablated| ${err.toExponential(2)} of the spread; ablation itself moves logits by ≥ ${effect.toExponential(2)}`);
+    assert.ok(err <= TOL[dtype], `${name}: baked differs from run-time ablation by ${err.toExponential(2)} of the spread`);
+    assert.ok(effect > 5 * TOL[dtype], `${name}: the ablation must move logits well beyond the tolerance (${effect.toExponential(2)})`);
+    const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+    const src = JSON.parse(fs.readFileSync(path.join(FIXTURES, name, 'config.json'), 'utf8'));
+    const wasTied = src.tie_word_embeddings === true || (src.tie_word_embeddings === undefined && name === 'qwen3');
+    if (wasTied) assert.equal(cfg.tie_word_embeddings, false, 'a tied head is untied: it keeps reading the original embedding');
+    else assert.deepEqual(cfg, src, 'config.json copied unchanged');
+    const record = JSON.parse(fs.readFileSync(path.join(out, 'scalpel_bake.json'), 'utf8'));
+    assert.equal(record.changed_tensors, 1 + 2 * src.num_hidden_layers);
+  });
+}
+
+test('bake keeps a sharded checkpoint sharded, with a consistent index', async () => {
+  const out = path.join(tmp, 'llama-sharded');
+  if (!fs.existsSync(out)) await bakeAblation({ modelDir: path.join(FIXTURES, 'llama-sharded'), outDir: out, direction: randomUnit(64, 7), provenance });
+  const index = JSON.parse(fs.readFileSync(path.join(out, 'model.safetensors.index.json'), 'utf8'));
+  const shards = new Set(Object.values(index.weight_map as Record<string, string>));
+  assert.equal(shards.size, 3);
+  for (const shard of shards) {
+    const names = [...(await readSafetensors(path.join(out, shard))).keys()];
+    for (const n of names) assert.equal(index.weight_map[n], shard, `${n} in ${shard}`);
+  }
+});
+
+test('bake removes the direction from biases too (o_proj and down_proj with bias)', async () => {
+  // The llama fixture with attention and MLP biases added (random values), written as a real checkpoint.
+  const dir = path.join(tmp, 'llama-biased-src');
+  fs.mkdirSync(dir);
+  for (const f of fs.readdirSync(path.join(FIXTURES, 'llama'))) fs.copyFileSync(path.join(FIXTURES, 'llama', f), path.join(dir, f));
+  const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, attention_bias: true, mlp_bias: true }));
+  const tensors = await readSafetensors(path.join(dir, 'model.safetensors'));
+  const extra: Tensor[] = [];
+  for (const [name, t] of tensors) {
+    const m = /^(.*)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/.exec(name);
+    if (m) extra.push({ name: `${m[1]}.${m[2]}.bias`, dtype: 'f32', shape: [t.shape[0]!], data: randomUnit(t.shape[0]!, extra.length + 11).map((x) => x * 4) });
+  }
+  for (const t of extra) tensors.set(t.name, t);
+  await writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+  const { err, effect, out } = await compare(dir, 'llama-biased');
+  assert.ok(err <= TOL.f32, `baked differs from run-time ablation by ${err.toExponential(2)} of the spread`);
+  assert.ok(effect > 5 * TOL.f32);
+  const baked = await readSafetensors(path.join(out, 'model.safetensors'));
+  const d = randomUnit(64, 7);
+  for (const name of ['model.layers.0.self_attn.o_proj.bias', 'model.layers.1.mlp.down_proj.bias']) {
+    const b = toFloat32(baked.get(name)!);
+    const before = toFloat32(tensors.get(name)!);
+    assert.ok(Math.abs(b.reduce((s, v, i) => s + v * d[i]!, 0)) < 1e-5, `${name}: no component along d left`);
+    assert.ok(Math.abs(before.reduce((s, v, i) => s + v * d[i]!, 0)) > 1e-2, `${name}: had one before`);
+  }
+});
+
+test('bake refuses sandwich-norm architectures and bad output folders, writing nothing', async () => {
+  const out = path.join(tmp, 'gemma2-baked');
+  await assert.rejects(bakeAblation({ modelDir: path.join(FIXTURES, 'gemma2'), outDir: out, direction: randomUnit(64, 1), provenance }),
+    /gemma2 normalises each block's output before it joins the residual stream.*use run-time ablation/);
+  assert.equal(fs.existsSync(out), false);
+  const busy = path.join(tmp, 'busy');
+  fs.mkdirSync(busy);
+  fs.writeFileSync(path.join(busy, 'x'), 'x');
+  await assert.rejects(bakeAblation({ modelDir: path.join(FIXTURES, 'llama'), outDir: busy, direction: randomUnit(64, 1), provenance }), /busy: exists and is not empty/);
+  await assert.rejects(bakeAblation({ modelDir: path.join(FIXTURES, 'llama'), outDir: path.join(tmp, 'short'), direction: randomUnit(63, 1), provenance }),
+    /direction has 63 values, the model's hidden size is 64/);
+  assert.equal(fs.existsSync(path.join(tmp, 'short')), false);
+  assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.includes('.baking-')), [], 'no temporary folder left behind');
+});
+
+// ---- the project's own chat model against transformers
+
+interface OrganismFixture {
+  model_dir: string;
+  model_files_sha256: Record<string, string>;
+  max_new_tokens: number;
+  intervention: { direction: number[] };
+  prompts: { input_ids: number[] }[];
+  cases: { prompt: number; intervention: string; greedy: number[]; last_logits: { top: [number, number][]; stats: { min: number; max: number } } }[];
+}
+const FX = path.join(root, 'test/fixtures/expected/organism/scalpel-tiny-chat.json');
+const fx = JSON.parse(fs.readFileSync(FX, 'utf8')) as OrganismFixture;
+const organism = path.join(root, fx.model_dir);
+const stale = Object.entries(fx.model_files_sha256).some(([f, want]) =>
+  !fs.existsSync(path.join(organism, f)) || createHash('sha256').update(fs.readFileSync(path.join(organism, f))).digest('hex') !== want);
+
+test('bake scalpel-tiny-chat: the baked model reproduces transformers\' hook-ablated logits and greedy tokens', { skip: stale ? 'stale organism fixture (see organism.test.ts)' : false, timeout: 120_000 }, async (t) => {
+  const out = path.join(tmp, 'tiny-baked');
+  await bakeAblation({ modelDir: organism, outDir: out, direction: fx.intervention.direction, provenance });
+  const { model, eosTokenIds } = await loadModel(out);
+  const cases = fx.cases.filter((c) => c.intervention === 'ablate');
+  assert.ok(cases.length >= 3);
+  let worst = 0;
+  for (const c of cases) {
+    const ids = fx.prompts[c.prompt]!.input_ids;
+    const logits = lastLogits(model, [ids])[0]!;
+    const ref = c.last_logits;
+    const spreadRef = ref.stats.max - ref.stats.min;
+    for (const [id, v] of ref.top) worst = Math.max(worst, Math.abs(logits[id]! - v) / spreadRef);
+    assert.deepEqual(greedyGenerate(model, [ids], { maxNewTokens: fx.max_new_tokens, eosTokenIds })[0], c.greedy, `prompt ${c.prompt}: greedy`);
+  }
+  t.diagnostic(`baked scalpel-tiny-chat vs transformers with ablation hooks: max top-16 logit error ${worst.toExponential(2)} of the spread`);
+  assert.ok(worst <= 1e-4, `top-16 logits differ by ${worst.toExponential(2)} of the spread`);
+});
