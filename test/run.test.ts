@@ -111,7 +111,7 @@ test('scalpel eval --lambda: ŵ recomputed at the chosen site, RUN untouched', {
   assert.deepEqual(snapshot(RUN), before);
 });
 
-test('scalpel bake: the baked model, with no hooks, writes the ablated responses of the run', { timeout: 120_000 }, () => {
+test('scalpel bake / generate --run: the baked model with no hooks, and the original with the run\'s hooks, write the ablated responses of the run', { timeout: 120_000 }, () => {
   const before = snapshot(RUN);
   const baked = path.join(tmp, 'baked');
   const r = scalpel('bake', '--run', RUN, '--out', baked);
@@ -127,7 +127,11 @@ test('scalpel bake: the baked model, with no hooks, writes the ablated responses
   for (const row of rows) {
     const g = scalpel('generate', '--model', baked, '--chat', '--prompt', row.prompt, '--max-new-tokens', String(row.max_new_tokens), '--json');
     assert.equal(g.code, 0, g.err);
-    assert.equal(JSON.parse(g.out).text, row.response, row.prompt);
+    assert.equal(JSON.parse(g.out).text, row.response, `baked: ${row.prompt}`);
+    // and the same response from the original model with the run's hooks
+    const h = scalpel('generate', '--run', RUN, '--chat', '--prompt', row.prompt, '--max-new-tokens', String(row.max_new_tokens), '--json');
+    assert.equal(h.code, 0, h.err);
+    assert.equal(JSON.parse(h.out).text, row.response, `generate --run: ${row.prompt}`);
   }
 });
 
@@ -149,6 +153,7 @@ test('bad input: one-line errors, exit 1, nothing written', { timeout: 60_000 },
     [['eval', '--model', other, '--run', RUN], /RUN was made with a different model/],
     [['select', '--model', other, '--run', RUN], /RUN was made with a different model/],
     [['eval', '--run', RUN, '--dataset', 'nope'], /unknown dataset "nope"/],
+    [['generate', '--model', model, '--prompt', 'hi', '--lambda', '0.5'], /--lambda: only with --run RUN/],
     [['bake', '--run', RUN, '--out', RUN], /run: exists and is not empty; choose a new directory/],
     [['bake', '--run', RUN, '--out', fresh, '--lambda', '2'], /--lambda 2: expected a number in \[0, 1\]/],
     [['bake', '--model', other, '--run', RUN, '--out', fresh], /RUN was made with a different model/],

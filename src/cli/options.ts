@@ -1,7 +1,9 @@
 // The flags of the commands that run the method (run, extract, select, eval), each defined once here so their
 // names, defaults and help text cannot drift apart between commands.
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ScalpelError } from '../errors.js';
+import { checkSameModel, FILES, modelFingerprint, readRunJson, type RunJson } from '../method/rundir.js';
 
 export interface CommonOpts {
   model?: string;
@@ -98,4 +100,22 @@ export function runDirOf(opts: CommonOpts, flag: RunDirFlag): string {
   const runDir = opts[flag] ?? opts[otherFlag(flag)];
   if (!runDir) throw new ScalpelError(`--${flag} RUN is required`);
   return runDir;
+}
+
+/** A finished run for a command that applies its intervention (generate, bake), checked to belong to the model. */
+export function openRun(runFlag: string, modelFlag?: string): { runDir: string; run: RunJson; modelDir: string } {
+  const runDir = resolve(runFlag);
+  const run = readRunJson(runDir);
+  if (!run) throw new ScalpelError(`${runDir}/${FILES.run}: missing; make the run with \`scalpel run\` first`);
+  const modelDir = resolve(modelFlag ?? run.model.dir);
+  checkSameModel(run, runDir, modelDir, modelFingerprint(modelDir));
+  return { runDir, run, modelDir };
+}
+
+/** --lambda as given, or the fallback (the run's λ) when absent. */
+export function lambdaFlag(text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const lambda = Number(text);
+  if (text.trim() === '' || !(lambda >= 0 && lambda <= 1)) throw new ScalpelError(`--lambda ${text}: expected a number in [0, 1]`);
+  return lambda;
 }

@@ -6,9 +6,10 @@ import { join } from 'node:path';
 import { ScalpelError } from '../errors.js';
 import { readSafetensorsHeader } from '../io/safetensors.js';
 import type { MethodConfig } from './config.js';
-import type { AblationSpec } from './hooks.js';
+import type { AblationSpec, ActAddSpec } from './hooks.js';
 import { ablationDirection, dot, unit } from './math.js';
-import { FILES, f32Tensor, readTensors, writeTensors } from './rundir.js';
+import { FILES, f32Tensor, readJson, readTensors, writeTensors } from './rundir.js';
+import type { SelectionJson } from './select.js';
 
 export interface Candidates {
   k: number;
@@ -74,4 +75,22 @@ export function vectorFor(cand: Candidates, c: Pick<MethodConfig, 'target' | 'ab
       Array.from({ length: L }, (_, layer) => dot(slice(cand.meanHarmless, pos, layer, L, d), direction)));
   }
   return { ablation };
+}
+
+/**
+ * The intervention a finished run chose, at this λ and α: the ablation of its chosen candidate (ŵ recomputed from
+ * the stored w and r) and, with α ≠ 0, activation addition of its selected r. What eval, generate and bake apply.
+ */
+export async function runIntervention(
+  runDir: string, c: Pick<MethodConfig, 'ablation'>, lambda: number, alpha: number,
+): Promise<{ sel: SelectionJson; cand: Candidates; ablation: AblationSpec; actadd?: ActAddSpec }> {
+  const sel = readJson<SelectionJson>(runDir, FILES.selection);
+  if (!sel.chosen) throw new ScalpelError(`${join(runDir, FILES.selection)}: no chosen candidate; rerun select`);
+  const cand = await loadCandidates(runDir);
+  const target = sel.target as MethodConfig['target'];
+  const { ablation } = vectorFor(cand, { target, ablation: c.ablation }, sel.chosen.position_index, sel.chosen.layer, lambda);
+  if (alpha === 0) return { sel, cand, ablation };
+  const a = sel.actadd?.chosen;
+  if (!a) throw new ScalpelError(`${join(runDir, FILES.selection)}: no actadd vector was selected; rerun select with --alpha`);
+  return { sel, cand, ablation, actadd: { layer: a.layer, vector: slice(cand.r, a.position_index, a.layer, cand.L, cand.d), alpha } };
 }

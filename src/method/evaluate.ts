@@ -3,15 +3,12 @@
 // responses.jsonl.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ScalpelError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { loadCandidates, slice, vectorFor } from './candidates.js';
-import type { MethodConfig } from './config.js';
+import { runIntervention } from './candidates.js';
 import type { LoadedSet } from './datasets.js';
-import { interventionHooks, type ActAddSpec } from './hooks.js';
+import { interventionHooks } from './hooks.js';
 import { isRefusal } from './judge.js';
-import { FILES, readJson, writeJson } from './rundir.js';
-import type { SelectionJson } from './select.js';
+import { FILES, writeJson } from './rundir.js';
 import type { StageContext } from './stage.js';
 
 export interface EvalResult {
@@ -48,19 +45,10 @@ export async function evaluateSets(
 ): Promise<{ results: EvalResult[]; rows: ResponseRow[] }> {
   const c = ctx.config;
   const b = ctx.backend;
-  const sel = readJson<SelectionJson>(ctx.runDir, FILES.selection);
-  if (!sel.chosen) throw new ScalpelError(`${join(ctx.runDir, FILES.selection)}: no chosen candidate; rerun select`);
-  const cand = await loadCandidates(ctx.runDir);
-  const L = cand.L;
   const lambda = overrides?.lambda ?? c.lambda;
   const alpha = overrides?.alpha ?? c.alpha;
-  const { ablation } = vectorFor(cand, { ...c, target: sel.target as MethodConfig['target'] }, sel.chosen.position_index, sel.chosen.layer, lambda);
-  let actadd: ActAddSpec | undefined;
-  if (alpha !== 0) {
-    const a = sel.actadd?.chosen;
-    if (!a) throw new ScalpelError(`${join(ctx.runDir, FILES.selection)}: no actadd vector was selected; rerun select with --alpha`);
-    actadd = { layer: a.layer, vector: slice(cand.r, a.position_index, a.layer, L, cand.d), alpha };
-  }
+  const { sel, cand, ablation, actadd } = await runIntervention(ctx.runDir, c, lambda, alpha);
+  const L = cand.L;
   const hooks = interventionHooks(L, ablation, actadd);
   const condition = alpha !== 0 ? 'ablated+actadd' : 'ablated';
   // Baseline responses do not depend on the intervention: reuse them from responses.jsonl when they match.

@@ -4,9 +4,9 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ScalpelError } from '../../errors.js';
 import { bakeAblation } from '../../method/bake.js';
-import { loadCandidates, vectorFor } from '../../method/candidates.js';
-import { checkSameModel, FILES, modelFingerprint, readJson, readRunJson } from '../../method/rundir.js';
-import type { SelectionJson } from '../../method/select.js';
+import { runIntervention } from '../../method/candidates.js';
+import { FILES } from '../../method/rundir.js';
+import { lambdaFlag, openRun } from '../options.js';
 import { logger, progressFactory } from '../progress.js';
 
 interface BakeFlags {
@@ -27,13 +27,7 @@ export function register(program: Command): void {
     .option('--lambda <x>', "partial orthogonalization strength λ in [0, 1] (default: the run's)")
     .option('--quiet', 'no progress bar or log lines')
     .action(async (flags: BakeFlags) => {
-      const runDir = resolve(flags.run);
-      const run = readRunJson(runDir);
-      if (!run) throw new ScalpelError(`${runDir}/${FILES.run}: missing; make the run with \`scalpel run\` first`);
-      const modelDir = resolve(flags.model ?? run.model.dir);
-      checkSameModel(run, runDir, modelDir, modelFingerprint(modelDir));
-      const sel = readJson<SelectionJson>(runDir, FILES.selection);
-      if (!sel.chosen) throw new ScalpelError(`${runDir}/${FILES.selection}: no chosen candidate; rerun select`);
+      const { runDir, run, modelDir } = openRun(flags.run, flags.model);
       const cfg = run.config as { lambda?: number; alpha?: number; ablation?: string };
       if (cfg.ablation === 'affine') {
         throw new ScalpelError(`${runDir}/${FILES.run}: config.ablation is affine, which needs a bias on the residual stream that the weights do not have; bake a run made with --ablation zero`);
@@ -41,13 +35,9 @@ export function register(program: Command): void {
       if (cfg.alpha !== undefined && cfg.alpha !== 0) {
         throw new ScalpelError(`${runDir}/${FILES.run}: config.alpha is ${cfg.alpha}; activation addition cannot be written into weights without a bias; rerun select with --alpha 0 to bake the ablation alone`);
       }
-      let lambda = sel.lambda ?? cfg.lambda ?? 1;
-      if (flags.lambda !== undefined) {
-        lambda = Number(flags.lambda);
-        if (flags.lambda.trim() === '' || !(lambda >= 0 && lambda <= 1)) throw new ScalpelError(`--lambda ${flags.lambda}: expected a number in [0, 1]`);
-      }
-      const cand = await loadCandidates(runDir);
-      const { ablation } = vectorFor(cand, { target: sel.target, ablation: 'zero' }, sel.chosen.position_index, sel.chosen.layer, lambda);
+      const lambda = lambdaFlag(flags.lambda, cfg.lambda ?? 1);
+      const { sel, ablation } = await runIntervention(runDir, { ablation: 'zero' }, lambda, 0);
+      const chosen = sel.chosen!;
       const log = logger(flags.quiet);
       const bar = progressFactory({ quiet: flags.quiet })('baking (MB)', 1);
       const mb = (bytes: number) => Math.round(bytes / 1e6);
@@ -59,12 +49,12 @@ export function register(program: Command): void {
           scalpel_source_model: modelDir,
           scalpel_run: runDir,
           scalpel_target: sel.target,
-          scalpel_position: String(sel.chosen.position),
-          scalpel_layer: String(sel.chosen.layer),
+          scalpel_position: String(chosen.position),
+          scalpel_layer: String(chosen.layer),
           scalpel_lambda: String(lambda),
         },
         onProgress: (done, total) => bar.update(mb(done), mb(total)),
       }).finally(() => bar.stop());
-      log(`baked ${sel.target === 'true' ? 'the true-refusal direction' : `the false-refusal vector (λ = ${lambda})`} of position ${sel.chosen.position}, layer ${sel.chosen.layer} into ${res.changed.length} tensors${res.untied ? ' (the output head, tied before, keeps the original embedding)' : ''}: ${res.outDir}`);
+      log(`baked ${sel.target === 'true' ? 'the true-refusal direction' : `the false-refusal vector (λ = ${lambda})`} of position ${chosen.position}, layer ${chosen.layer} into ${res.changed.length} tensors${res.untied ? ' (the output head, tied before, keeps the original embedding)' : ''}: ${res.outDir}`);
     });
 }

@@ -1,16 +1,24 @@
 // `scalpel generate`: greedy continuation of one prompt, plain (tokenized like transformers' tokenizer(text)) or as a
-// chat turn (template rendered with the generation prompt, tokenized without adding special tokens again).
+// chat turn (template rendered with the generation prompt, tokenized without adding special tokens again); with
+// --run, under that run's intervention (run-time hooks, the same ones eval applies).
 import type { Command } from 'commander';
 import { ScalpelError } from '../../errors.js';
 import { loadModel } from '../../model/load.js';
 import { greedyGenerate } from '../../engine/generate.js';
 import { chatMessages, encodeChat } from '../../tokenizer/chat.js';
 import { progressFactory } from '../progress.js';
+import { lambdaFlag, openRun } from '../options.js';
+import { runIntervention } from '../../method/candidates.js';
+import { interventionHooks } from '../../method/hooks.js';
+import type { AblationMode } from '../../method/config.js';
+import type { HookMap } from '../../engine/types.js';
 
 export const DEFAULT_MAX_NEW_TOKENS = 64;
 
 interface GenerateFlags {
-  model: string;
+  model?: string;
+  run?: string;
+  lambda?: string;
   prompt: string;
   chat?: boolean;
   system?: string;
@@ -22,7 +30,9 @@ export function register(program: Command): void {
   program
     .command('generate')
     .description('greedy-decode a continuation of one prompt with a Hugging Face model directory')
-    .requiredOption('--model <dir>', 'model directory (config.json, *.safetensors, tokenizer.json)')
+    .option('--model <dir>', "model directory (config.json, *.safetensors, tokenizer.json); with --run, default the run's")
+    .option('--run <dir>', "apply a finished run's intervention (its ablation, and activation addition if the run has α ≠ 0)")
+    .option('--lambda <x>', "with --run: partial orthogonalization strength λ in [0, 1] (default: the run's)")
     .requiredOption('--prompt <text>', 'the prompt text')
     .option('--chat', "render the prompt as a user turn with the model's chat template")
     .option('--system <text>', 'system prompt for the chat turn (implies --chat)')
@@ -32,9 +42,12 @@ export function register(program: Command): void {
       const maxNewTokens = Number(flags.maxNewTokens);
       if (!/^\d+$/.test(flags.maxNewTokens.trim()) || !Number.isSafeInteger(maxNewTokens))
         throw new ScalpelError(`--max-new-tokens: expected a non-negative integer, got '${flags.maxNewTokens}'`);
+      if (flags.lambda !== undefined && flags.run === undefined) throw new ScalpelError('--lambda: only with --run RUN');
+      if (flags.model === undefined && flags.run === undefined) throw new ScalpelError("required option '--model <dir>' not specified");
+      const fromRun = flags.run !== undefined ? openRun(flags.run, flags.model) : null;
       const bar = progressFactory()('loading weights (MB)', 1);
       const mb = (bytes: number) => Math.round(bytes / 1e6);
-      const { tokenizer, chat, model, eosTokenIds, dir } = await loadModel(flags.model, {
+      const { tokenizer, chat, model, eosTokenIds, dir } = await loadModel(fromRun?.modelDir ?? flags.model!, {
         onProgress: (done, total) => bar.update(mb(done), mb(total)),
       }).finally(() => bar.stop());
       const useChat = flags.chat === true || flags.system !== undefined;
@@ -47,7 +60,14 @@ export function register(program: Command): void {
         promptTokens = tokenizer.encode(flags.prompt);
       }
       if (promptTokens.length === 0) throw new ScalpelError('--prompt: the prompt tokenizes to no tokens');
-      const [tokens] = greedyGenerate(model, [promptTokens], { maxNewTokens, eosTokenIds });
+      let hooks: HookMap | undefined;
+      if (fromRun) {
+        const cfg = fromRun.run.config as { lambda?: number; alpha?: number; ablation?: AblationMode };
+        const lambda = lambdaFlag(flags.lambda, cfg.lambda ?? 1);
+        const { ablation, actadd } = await runIntervention(fromRun.runDir, { ablation: cfg.ablation ?? 'zero' }, lambda, cfg.alpha ?? 0);
+        hooks = interventionHooks(model.numLayers, ablation, actadd);
+      }
+      const [tokens] = greedyGenerate(model, [promptTokens], { maxNewTokens, eosTokenIds, hooks });
       const text = tokenizer.decode(tokens!, { skipSpecialTokens: true });
       if (flags.json) process.stdout.write(JSON.stringify({ prompt_tokens: promptTokens, tokens, text }) + '\n');
       else process.stdout.write(text + '\n');
