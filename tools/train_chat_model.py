@@ -729,9 +729,11 @@ Refusal-direction projections at the selected site (training prompts): {rep.get(
 | over-cautious refusals all open with "As …" | 90% | 0.816 | harmless prompts no longer near 0 on r |
 | stage 2 as a LoRA (rank 8 / 16, lower layers or all) | 97% | 0.63–0.69 | over-refuses Alpaca (15–37%) |
 
-Seeds of the default recipe (all ten gates computed; "w-ablated" = OR-Bench-hard test refusal with the recipe's
-preview of the false-refusal vector ablated; the last column is `scalpel run` with default flags on the paper's
-datasets: OR-Bench-hard compliance change / JailbreakBench and OR-Bench-toxic refusal change, n = 132 / 100 / 100):
+Seeds of the default recipe ("w-ablated" = OR-Bench-hard test refusal with the recipe's preview of the
+false-refusal vector ablated; the last column is `scalpel run` with default flags on the paper's datasets:
+OR-Bench-hard compliance change / JailbreakBench and OR-Bench-toxic refusal change, n = 132 / 100 / 100). Seeds 0
+to 10 were trained before the two validation gates existed; those were measured afterwards on the saved weights of
+0, 4, 5, 9 and 10 (the others had already failed one of the issue's gates):
 
 | seed | gates failed | cos(w, r) | r-ablated | w-ablated | Scalpel: OR-hard / JBB / toxic |
 | --- | --- | --- | --- | --- | --- |
