@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Tensor } from '../src/engine/types.js';
-import { readSafetensors, readSafetensorsHeader, writeSafetensors } from '../src/io/safetensors.js';
+import { openSafetensors, readSafetensors, readSafetensorsHeader, writeSafetensors, writeSafetensorsStreaming } from '../src/io/safetensors.js';
 import { writeFileAtomic, writeFileAtomicSync } from '../src/io/atomic.js';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, fromFloat32, toFloat32 } from '../src/io/dtype.js';
 
@@ -96,6 +96,42 @@ test('safetensors: reads files written by the reference layout (hand-built heade
   const t = (await readSafetensors(file)).get('w')!;
   assert.equal(t.dtype, 'bf16');
   assert.deepEqual([...toFloat32(t)], [1, -2]);
+});
+
+test('safetensors: the streaming writer asks for one tensor at a time, in file order, and matches writeSafetensors', async () => {
+  const dir = tmp();
+  const tensors: Tensor[] = [
+    { name: 'b.half', dtype: 'f16', shape: [3], data: fromFloat32(Float32Array.of(1, 2, 3), 'f16') },
+    { name: 'a.full', dtype: 'f32', shape: [2, 2], data: Float32Array.of(1, -2, 3.5, 4) },
+    { name: 'c.full', dtype: 'f32', shape: [1], data: Float32Array.of(7) },
+  ];
+  const asked: string[] = [];
+  let live = 0;
+  const streamed = path.join(dir, 'streamed.safetensors');
+  await writeSafetensorsStreaming(streamed, tensors.map(({ name, dtype, shape }) => ({ name, dtype, shape })), async (spec) => {
+    assert.equal(live, 0, 'the previous tensor was written before the next is asked for');
+    live++;
+    asked.push(spec.name);
+    await new Promise((r) => setImmediate(r));
+    live--;
+    return tensors.find((t) => t.name === spec.name)!.data;
+  }, { format: 'pt' });
+  assert.deepEqual(asked, ['a.full', 'c.full', 'b.half'], 'widest dtype first, then by name: the order of the data in the file');
+  const whole = path.join(dir, 'whole.safetensors');
+  await writeSafetensors(whole, tensors, { format: 'pt' });
+  assert.deepEqual(fs.readFileSync(streamed), fs.readFileSync(whole));
+  const f = await openSafetensors(streamed);
+  try {
+    assert.deepEqual([...toFloat32(await f.read('b.half'))], [1, 2, 3]);
+    await assert.rejects(f.read('nope'), /streamed\.safetensors: has no tensor 'nope'/);
+  } finally {
+    await f.close();
+  }
+  // Data that does not fit its spec: a one-line error, and no file (not even a temp file) is left.
+  const bad = path.join(dir, 'bad.safetensors');
+  await assert.rejects(writeSafetensorsStreaming(bad, [{ name: 'x', dtype: 'f32', shape: [4] }], () => Float32Array.of(1, 2)),
+    /bad\.safetensors: tensor 'x' has 2 Float32Array values, expected 4 \(shape \[4\] of f32\)/);
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['streamed.safetensors', 'whole.safetensors']);
 });
 
 test('atomic: writeFileAtomic and writeFileAtomicSync replace the target whole and leave no temp files', async () => {

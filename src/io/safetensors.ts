@@ -182,17 +182,49 @@ function viewFor(dtype: WeightDType, buf: ArrayBuffer): Float32Array | Uint16Arr
   return dtype === 'f32' ? new Float32Array(buf) : new Uint16Array(buf);
 }
 
+/** An open safetensors file: its validated header, and tensors read one at a time with positioned reads. */
+export interface SafetensorsFile {
+  header: SafetensorsHeader;
+  /** One tensor in its own ArrayBuffer (f32 as Float32Array, f16/bf16 as raw bits in a Uint16Array). */
+  read(name: string): Promise<Tensor>;
+  close(): Promise<void>;
+}
+
+/** Opens a safetensors file and validates its header; the caller closes it. */
+export async function openSafetensors(file: string): Promise<SafetensorsFile> {
+  checkHost();
+  const h = await openFile(file);
+  let header: SafetensorsHeader;
+  try {
+    header = await parseHeader(h, file);
+  } catch (err) {
+    await h.close();
+    throw err;
+  }
+  return {
+    header,
+    async read(name) {
+      const e = header.entries.get(name);
+      if (!e) return fail(file, `has no tensor '${name}'`);
+      if (e.dtype === null) fail(file, `tensor '${e.name}' has dtype ${e.storedDtype}, Scalpel can load F32, F16 and BF16`);
+      const size = e.end - e.begin;
+      const buf = new ArrayBuffer(size);
+      await readExactly(h, file, new Uint8Array(buf), 0, size, e.begin, `tensor '${e.name}'`);
+      return { name: e.name, dtype: e.dtype!, shape: e.shape.slice(), data: viewFor(e.dtype!, buf) };
+    },
+    close: () => h.close(),
+  };
+}
+
 /**
  * Reads a safetensors file into name → Tensor (f32 as Float32Array, f16/bf16 as raw bits in a Uint16Array), each
  * tensor in its own ArrayBuffer. Bounds and consistency are checked before any data is read; a dtype that Scalpel
  * cannot load is an error naming the tensor (unless `filter` leaves it out).
  */
 export async function readSafetensors(file: string, opts: ReadSafetensorsOptions = {}): Promise<Map<string, Tensor>> {
-  checkHost();
-  const h = await openFile(file);
+  const f = await openSafetensors(file);
   try {
-    const header = await parseHeader(h, file);
-    const wanted = [...header.entries.values()].filter((e) => !opts.filter || opts.filter(e.name, e));
+    const wanted = [...f.header.entries.values()].filter((e) => !opts.filter || opts.filter(e.name, e));
     for (const e of wanted) {
       if (e.dtype === null) fail(file, `tensor '${e.name}' has dtype ${e.storedDtype}, Scalpel can load F32, F16 and BF16`);
     }
@@ -200,48 +232,57 @@ export async function readSafetensors(file: string, opts: ReadSafetensorsOptions
     let done = 0;
     const out = new Map<string, Tensor>();
     for (const e of wanted) {
-      const size = e.end - e.begin;
-      const buf = new ArrayBuffer(size);
-      await readExactly(h, file, new Uint8Array(buf), 0, size, e.begin, `tensor '${e.name}'`);
-      out.set(e.name, { name: e.name, dtype: e.dtype!, shape: e.shape.slice(), data: viewFor(e.dtype!, buf) });
-      done += size;
+      out.set(e.name, await f.read(e.name));
+      done += e.end - e.begin;
       opts.onProgress?.(done, total);
     }
     return out;
   } finally {
-    await h.close();
+    await f.close();
   }
 }
 
+/** A tensor to write, before its data exists. */
+export interface TensorSpec {
+  name: string;
+  dtype: WeightDType;
+  shape: number[];
+}
+
+const numelOf = (shape: readonly number[]) => shape.reduce((a, d) => a * d, 1);
+
+/** The one-line complaint about data that does not fit its spec, or null. */
+function dataMismatch(file: string, spec: TensorSpec, data: Float32Array | Uint16Array): string | null {
+  const numel = numelOf(spec.shape);
+  const okArray = spec.dtype === 'f32' ? data instanceof Float32Array : data instanceof Uint16Array;
+  return okArray && data.length === numel ? null
+    : `${file}: tensor '${spec.name}' has ${data.length} ${data.constructor.name} values, expected ${numel} (shape ${fmtShape(spec.shape)} of ${spec.dtype})`;
+}
+
 /**
- * Writes tensors as a safetensors file, atomically (temp file + rename). The header is padded with spaces to a
- * multiple of 8 bytes and tensors are laid out widest dtype first, then by name, so every tensor is aligned to its
- * element size. Data is streamed tensor by tensor, never concatenated in memory.
+ * Writes a safetensors file atomically (temp file + rename) from tensor specs, asking `produce` for each tensor's
+ * data in file order and writing it before asking for the next, so only one tensor need exist in memory. The
+ * header is padded with spaces to a multiple of 8 bytes and tensors are laid out widest dtype first, then by
+ * name, so every tensor is aligned to its element size.
  */
-export async function writeSafetensors(
-  file: string, tensors: Map<string, Tensor> | Iterable<Tensor>, metadata?: Record<string, string>,
+export async function writeSafetensorsStreaming(
+  file: string, specs: readonly TensorSpec[], produce: (spec: TensorSpec) => Promise<Float32Array | Uint16Array> | Float32Array | Uint16Array,
+  metadata?: Record<string, string>,
 ): Promise<void> {
   checkHost();
-  const list = [...(tensors instanceof Map ? tensors.values() : tensors)];
   const seen = new Set<string>();
-  for (const t of list) {
+  for (const t of specs) {
     if (t.name === '__metadata__') throw new ScalpelError(`${file}: tensor name __metadata__ is reserved`);
     if (seen.has(t.name)) throw new ScalpelError(`${file}: tensor '${t.name}' is given twice`);
     seen.add(t.name);
-    const bytes = DTYPE_BYTES[t.dtype];
-    if (bytes === undefined) throw new ScalpelError(`${file}: tensor '${t.name}' has dtype ${String(t.dtype)}, expected f32, f16 or bf16`);
-    const numel = t.shape.reduce((a, d) => a * d, 1);
-    const okArray = t.dtype === 'f32' ? t.data instanceof Float32Array : t.data instanceof Uint16Array;
-    if (!okArray || t.data.length !== numel) {
-      throw new ScalpelError(`${file}: tensor '${t.name}' has ${t.data.length} ${t.data.constructor.name} values, expected ${numel} (shape ${fmtShape(t.shape)} of ${t.dtype})`);
-    }
+    if (DTYPE_BYTES[t.dtype] === undefined) throw new ScalpelError(`${file}: tensor '${t.name}' has dtype ${String(t.dtype)}, expected f32, f16 or bf16`);
   }
-  list.sort((a, b) => DTYPE_BYTES[b.dtype] - DTYPE_BYTES[a.dtype] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const list = [...specs].sort((a, b) => DTYPE_BYTES[b.dtype] - DTYPE_BYTES[a.dtype] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) header['__metadata__'] = metadata;
   let offset = 0;
   for (const t of list) {
-    const size = t.data.byteLength;
+    const size = numelOf(t.shape) * DTYPE_BYTES[t.dtype];
     header[t.name] = { dtype: STORED[t.dtype], shape: t.shape, data_offsets: [offset, offset + size] };
     offset += size;
   }
@@ -254,6 +295,26 @@ export async function writeSafetensors(
   await withAtomicFile(file, async (h) => {
     await writeAll(h, len);
     await writeAll(h, headerBytes);
-    for (const t of list) await writeAll(h, t.data);
+    for (const t of list) {
+      const data = await produce(t);
+      const bad = dataMismatch(file, t, data);
+      if (bad) throw new ScalpelError(bad);
+      await writeAll(h, data);
+    }
   });
+}
+
+/** Writes in-memory tensors as a safetensors file, atomically (see writeSafetensorsStreaming for the layout). */
+export async function writeSafetensors(
+  file: string, tensors: Map<string, Tensor> | Iterable<Tensor>, metadata?: Record<string, string>,
+): Promise<void> {
+  const list = [...(tensors instanceof Map ? tensors.values() : tensors)];
+  // Bad data fails before the temp file is created.
+  for (const t of list) {
+    if (t.name === '__metadata__' || DTYPE_BYTES[t.dtype] === undefined) continue; // reported by the writer
+    const bad = dataMismatch(file, t, t.data);
+    if (bad) throw new ScalpelError(bad);
+  }
+  const byName = new Map(list.map((t) => [t.name, t]));
+  await writeSafetensorsStreaming(file, list.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })), (spec) => byName.get(spec.name)!.data, metadata);
 }

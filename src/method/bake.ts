@@ -17,7 +17,7 @@ import { ScalpelError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { fromFloat32, toFloat32 } from '../io/dtype.js';
 import { readJsonFile } from '../io/json.js';
-import { readSafetensors, readSafetensorsHeader, writeSafetensors } from '../io/safetensors.js';
+import { openSafetensors, readSafetensorsHeader, writeSafetensorsStreaming, type TensorSpec } from '../io/safetensors.js';
 import { findWeightFiles } from '../model/files.js';
 
 export interface BakeOptions {
@@ -28,7 +28,7 @@ export interface BakeOptions {
   direction: ArrayLike<number>;
   /** Provenance, written to scalpel_bake.json and into every weight file's safetensors metadata. */
   provenance: Record<string, string>;
-  /** Told after each weight file how many weight bytes are done, and the total. */
+  /** Told after each tensor how many weight bytes are done, and the total. */
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
 }
 
@@ -131,24 +131,30 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
   try {
     let done = 0;
     for (const file of files) {
-      const header = await readSafetensorsHeader(file);
-      const tensors = await readSafetensors(file);
-      for (const [name, t] of [...tensors]) {
-        if (name === EMBED) {
-          if (untied) tensors.set(HEAD, { ...t, name: HEAD }); // the output head keeps reading the original embedding
-          tensors.set(name, projectRows(t, d));
-          changed.push(name);
-        } else if (WRITER.test(name)) {
-          tensors.set(name, t.shape.length === 2 ? projectColumns(t, d) : projectRows(t, d));
-          changed.push(name);
-        }
+      // One tensor in memory at a time: read, edit, write, next (a 15 GB single-file checkpoint streams through).
+      const src = await openSafetensors(file);
+      try {
+        const specs: TensorSpec[] = [...src.header.entries.values()].map((e) => {
+          if (e.dtype === null) throw new ScalpelError(`${file}: tensor '${e.name}' has dtype ${e.storedDtype}, Scalpel can bake F32, F16 and BF16 checkpoints`);
+          return { name: e.name, dtype: e.dtype, shape: e.shape };
+        });
+        const embed = specs.find((t) => t.name === EMBED);
+        if (untied && embed) specs.push({ ...embed, name: HEAD }); // the output head keeps reading the original embedding
+        const metadata = { ...(src.header.metadata ?? { format: 'pt' }), ...o.provenance };
+        await writeSafetensorsStreaming(path.join(tmp, path.basename(file)), specs, async (spec) => {
+          const t = await src.read(spec.name === HEAD && untied ? EMBED : spec.name);
+          let data = t.data;
+          if (spec.name === EMBED) data = projectRows(t, d).data;
+          else if (WRITER.test(spec.name)) data = (t.shape.length === 2 ? projectColumns(t, d) : projectRows(t, d)).data;
+          if (data !== t.data) changed.push(spec.name);
+          done += t.data.byteLength;
+          o.onProgress?.(Math.min(done, total), total);
+          return data;
+        }, metadata);
+      } finally {
+        await src.close();
       }
-      const metadata = { ...(header.metadata ?? { format: 'pt' }), ...o.provenance };
-      const out = path.join(tmp, path.basename(file));
-      await writeSafetensors(out, tensors, metadata);
       weightFiles.push(path.basename(file));
-      done += tensors.size > 0 ? header.fileSize - header.dataStart : 0;
-      o.onProgress?.(Math.min(done, total), total);
     }
 
     // Everything else in the directory is copied as is, except what the bake changes: the index (a new lm_head
