@@ -114,7 +114,10 @@ test('bake removes the direction from biases too (o_proj and down_proj with bias
   }
   for (const t of extra) tensors.set(t.name, t);
   await writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+  fs.writeFileSync(path.join(dir, 'README.md'), '---\nlicense: mit\n---\n# A biased llama\n');
   const { err, effect, out } = await compare(dir, 'llama-biased');
+  // Hub metadata (YAML front matter) stays first; the bake's note comes right after it, then the original card.
+  assert.match(fs.readFileSync(path.join(out, 'README.md'), 'utf8'), /^---\nlicense: mit\n---\n\n> Written by `scalpel bake`: the weights of llama-biased-src [^\n]*\n\n# A biased llama\n$/);
   assert.ok(err <= TOL.f32, `baked differs from run-time ablation by ${err.toExponential(2)} of the spread`);
   assert.ok(effect > 5 * TOL.f32);
   const baked = await readSafetensors(path.join(out, 'model.safetensors'));
@@ -161,6 +164,9 @@ const stale = Object.entries(fx.model_files_sha256).some(([f, want]) =>
 test('bake scalpel-tiny-chat: the baked model reproduces transformers\' hook-ablated logits and greedy tokens', { skip: stale ? 'stale organism fixture (see organism.test.ts)' : false, timeout: 120_000 }, async (t) => {
   const out = path.join(tmp, 'tiny-baked');
   await bakeAblation({ modelDir: organism, outDir: out, direction: fx.intervention.direction, provenance });
+  const card = fs.readFileSync(path.join(out, 'README.md'), 'utf8');
+  assert.match(card, /^> Written by `scalpel bake`: the weights of scalpel-tiny-chat with one direction projected out/);
+  assert.ok(card.endsWith(fs.readFileSync(path.join(organism, 'README.md'), 'utf8')), 'the original card follows, whole');
   const { model, eosTokenIds } = await loadModel(out);
   const cases = fx.cases.filter((c) => c.intervention === 'ablate');
   assert.ok(cases.length >= 3);

@@ -176,6 +176,16 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
         await writeFileAtomic(path.join(tmp, entry.name), JSON.stringify({ ...config, tie_word_embeddings: false }, null, 2) + '\n');
       } else if (/\.(safetensors|bin|pt|pth|gguf)$/.test(entry.name)) {
         continue; // other weight formats describe the original model, not this one
+      } else if (entry.name === 'README.md') {
+        // The card describes the original model: say at the top what this folder is, so a copy shared onward does
+        // not pass for the original.
+        const note = `> Written by \`scalpel bake\`: the weights of ${path.basename(path.resolve(o.modelDir))} with one direction projected out of `
+          + 'every residual-stream writer (see scalpel_bake.json). The card below describes the original model.\n\n';
+        const card = fs.readFileSync(src, 'utf8');
+        // Keep YAML front matter (Hub metadata) first, where the Hub looks for it.
+        const fm = /^---\n[\s\S]*?\n---\n/.exec(card);
+        const text = fm ? fm[0] + '\n' + note + card.slice(fm[0].length) : note + card;
+        await writeFileAtomic(path.join(tmp, entry.name), text);
       } else {
         fs.copyFileSync(src, path.join(tmp, entry.name));
       }
