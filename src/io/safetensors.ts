@@ -182,6 +182,12 @@ function viewFor(dtype: WeightDType, buf: ArrayBuffer): Float32Array | Uint16Arr
   return dtype === 'f32' ? new Float32Array(buf) : new Uint16Array(buf);
 }
 
+/** The entry's dtype, or a one-line error naming the tensor when Scalpel cannot load it. */
+function loadableDtype(file: string, e: SafetensorsEntry): WeightDType {
+  if (e.dtype === null) fail(file, `tensor '${e.name}' has dtype ${e.storedDtype}, Scalpel can load F32, F16 and BF16`);
+  return e.dtype!;
+}
+
 /** An open safetensors file: its validated header, and tensors read one at a time with positioned reads. */
 export interface SafetensorsFile {
   header: SafetensorsHeader;
@@ -206,11 +212,11 @@ export async function openSafetensors(file: string): Promise<SafetensorsFile> {
     async read(name) {
       const e = header.entries.get(name);
       if (!e) return fail(file, `has no tensor '${name}'`);
-      if (e.dtype === null) fail(file, `tensor '${e.name}' has dtype ${e.storedDtype}, Scalpel can load F32, F16 and BF16`);
+      const dtype = loadableDtype(file, e);
       const size = e.end - e.begin;
       const buf = new ArrayBuffer(size);
       await readExactly(h, file, new Uint8Array(buf), 0, size, e.begin, `tensor '${e.name}'`);
-      return { name: e.name, dtype: e.dtype!, shape: e.shape.slice(), data: viewFor(e.dtype!, buf) };
+      return { name: e.name, dtype, shape: e.shape.slice(), data: viewFor(dtype, buf) };
     },
     close: () => h.close(),
   };
@@ -225,9 +231,7 @@ export async function readSafetensors(file: string, opts: ReadSafetensorsOptions
   const f = await openSafetensors(file);
   try {
     const wanted = [...f.header.entries.values()].filter((e) => !opts.filter || opts.filter(e.name, e));
-    for (const e of wanted) {
-      if (e.dtype === null) fail(file, `tensor '${e.name}' has dtype ${e.storedDtype}, Scalpel can load F32, F16 and BF16`);
-    }
+    for (const e of wanted) loadableDtype(file, e); // every dtype checked before any data is read
     const total = wanted.reduce((a, e) => a + (e.end - e.begin), 0);
     let done = 0;
     const out = new Map<string, Tensor>();

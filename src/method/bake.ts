@@ -17,8 +17,9 @@ import { ScalpelError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { fromFloat32, toFloat32 } from '../io/dtype.js';
 import { readJsonFile } from '../io/json.js';
-import { openSafetensors, readSafetensorsHeader, writeSafetensorsStreaming, type TensorSpec } from '../io/safetensors.js';
-import { findWeightFiles } from '../model/files.js';
+import { openSafetensors, readSafetensorsHeader, writeSafetensorsStreaming, type SafetensorsEntry, type TensorSpec } from '../io/safetensors.js';
+import { findWeightFiles, WEIGHT_FILE } from '../model/files.js';
+import { norm, unit } from './math.js';
 
 export interface BakeOptions {
   modelDir: string;
@@ -46,15 +47,11 @@ const HEAD = 'lm_head.weight';
 const WRITER = /^model\.layers\.(\d+)\.(self_attn\.o_proj|mlp\.down_proj)\.(weight|bias)$/;
 const INDEX = 'model.safetensors.index.json';
 
-function unitF64(direction: ArrayLike<number>, width: number, where: string): Float64Array {
+function unitDirection(direction: ArrayLike<number>, width: number, where: string): Float64Array {
   if (direction.length !== width) throw new ScalpelError(`${where}: direction has ${direction.length} values, the model's hidden size is ${width}`);
-  const d = Float64Array.from(direction);
-  let n = 0;
-  for (const v of d) n += v * v;
-  n = Math.sqrt(n);
+  const n = norm(direction);
   if (!(n > 0) || !Number.isFinite(n)) throw new ScalpelError(`${where}: direction is zero or not finite, nothing to ablate`);
-  for (let i = 0; i < d.length; i++) d[i]! /= n;
-  return d;
+  return unit(direction);
 }
 
 /** W ← (I − d dᵀ) W for W [rows = width, cols]: every column loses its component along d. */
@@ -104,15 +101,14 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
   if (args.sandwichNorms) {
     throw new ScalpelError(`${configPath}: ${arch.name} normalises each block's output before it joins the residual stream, so a weight edit cannot remove a direction exactly; use run-time ablation (scalpel eval / generate --run) instead`);
   }
-  const d = unitF64(o.direction, args.width, 'bake');
+  const d = unitDirection(o.direction, args.width, 'bake');
   checkOutDir(o.outDir);
   const { files, weightMap } = findWeightFiles(o.modelDir);
-  const names = new Map<string, string>(); // tensor → file, from the headers (validated before any data is read)
+  const names = new Map<string, SafetensorsEntry>(); // every tensor, from the headers (validated before any data is read)
   let total = 0;
   for (const file of files) {
-    const h = await readSafetensorsHeader(file);
-    for (const e of h.entries.values()) {
-      names.set(e.name, file);
+    for (const e of (await readSafetensorsHeader(file)).entries.values()) {
+      names.set(e.name, e);
       total += e.end - e.begin;
     }
   }
@@ -168,13 +164,13 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
           const wm = index['weight_map'] as Record<string, string>;
           wm[HEAD] = wm[EMBED]!;
           const meta = (index['metadata'] ?? {}) as Record<string, unknown>;
-          const headBytes = (await readSafetensorsHeader(names.get(EMBED)!)).entries.get(EMBED)!;
-          if (typeof meta['total_size'] === 'number') meta['total_size'] += headBytes.end - headBytes.begin;
+          const embedEntry = names.get(EMBED)!;
+          if (typeof meta['total_size'] === 'number') meta['total_size'] += embedEntry.end - embedEntry.begin;
         }
         await writeFileAtomic(path.join(tmp, entry.name), JSON.stringify(index, null, 2) + '\n');
       } else if (entry.name === 'config.json' && untied) {
         await writeFileAtomic(path.join(tmp, entry.name), JSON.stringify({ ...config, tie_word_embeddings: false }, null, 2) + '\n');
-      } else if (/\.(safetensors|bin|pt|pth|gguf)$/.test(entry.name)) {
+      } else if (WEIGHT_FILE.test(entry.name)) {
         continue; // other weight formats describe the original model, not this one
       } else if (entry.name === 'README.md') {
         // The card describes the original model: say at the top what this folder is, so a copy shared onward does

@@ -30,6 +30,9 @@ export interface ReadModelDirOptions {
   onProgress?: (bytesRead: number, bytesTotal: number) => void;
 }
 
+/** Files that hold weights in some format (safetensors, PyTorch pickles, GGUF). */
+export const WEIGHT_FILE = /\.(safetensors|bin|pt|pth|gguf)$/;
+
 const SINGLE = 'model.safetensors';
 const INDEX = 'model.safetensors.index.json';
 
@@ -69,7 +72,7 @@ export function findWeightFiles(dir: string): { files: string[]; weightMap: Map<
     if (files.length === 0) throw new ScalpelError(`${indexPath}: weight_map is empty, expected tensor name → shard file`);
     return { files, weightMap };
   }
-  const others = fs.readdirSync(dir).filter((f) => /\.(safetensors|bin|pt|pth|gguf)$/.test(f));
+  const others = fs.readdirSync(dir).filter((f) => WEIGHT_FILE.test(f));
   const hint = others.length > 0 ? ` (found ${others.slice(0, 3).join(', ')}${others.length > 3 ? ', …' : ''}; Scalpel reads Hugging Face safetensors checkpoints)` : '';
   throw new ScalpelError(`${dir}: no weights found, expected ${SINGLE} or ${INDEX}${hint}`);
 }
