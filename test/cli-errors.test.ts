@@ -34,7 +34,10 @@ function failsWith(dir: string, extra: string[], pattern: RegExp): void {
 }
 
 /** Rewrites model.safetensors through `edit`, which may drop or replace tensors. */
-async function rewriteWeights(dir: string, edit: (tensors: Map<string, import('../src/engine/types.js').Tensor>) => void) {
+async function rewriteWeights(
+  dir: string,
+  edit: (tensors: Map<string, import('../src/engine/types.js').Tensor>) => void,
+) {
   const file = path.join(dir, 'model.safetensors');
   const tensors = await readSafetensors(file);
   edit(tensors);
@@ -74,7 +77,11 @@ test('safetensors header that lies about offsets', () => {
 
 test('truncated shard', () => {
   const dir = copyFixture('llama-sharded');
-  const shard = fs.readdirSync(dir).filter((f) => /^model-0000\d-of-\d+\.safetensors$/.test(f)).sort().at(-1)!;
+  const shard = fs
+    .readdirSync(dir)
+    .filter((f) => /^model-0000\d-of-\d+\.safetensors$/.test(f))
+    .sort()
+    .at(-1)!;
   const file = path.join(dir, shard);
   fs.truncateSync(file, fs.statSync(file).size - 100);
   failsWith(dir, [], new RegExp(`${shard.replace(/\./g, '\\.')}.*(truncated|short|end|bytes)`, 'i'));
@@ -114,7 +121,9 @@ test('a reader that closes the pipe early ends the output quietly (no EPIPE stac
   const { spawn } = await import('node:child_process');
   const child = spawn(process.execPath, [BIN, 'datasets'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
   child.stdout.destroy(); // a reader gone before the first line, like `| head -0`: the first write meets EPIPE
   const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
   assert.equal(stderr, '');

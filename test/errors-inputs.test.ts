@@ -31,7 +31,10 @@ async function failsWith(fn: () => unknown, ...needles: (string | RegExp)[]): Pr
   } catch (err) {
     caught = err;
   }
-  assert.ok(caught instanceof ScalpelError, `expected a ScalpelError, got ${caught instanceof Error ? caught.stack : String(caught)}`);
+  assert.ok(
+    caught instanceof ScalpelError,
+    `expected a ScalpelError, got ${caught instanceof Error ? caught.stack : String(caught)}`,
+  );
   const msg = caught.message;
   assert.ok(!msg.includes('\n'), `message is one line: ${JSON.stringify(msg)}`);
   for (const n of needles) {
@@ -43,7 +46,10 @@ async function failsWith(fn: () => unknown, ...needles: (string | RegExp)[]): Pr
 }
 
 const f32 = (name: string, shape: number[]): Tensor => ({
-  name, dtype: 'f32', shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.5),
+  name,
+  dtype: 'f32',
+  shape,
+  data: new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.5),
 });
 
 /** A minimal valid model directory (config + single or sharded weights). */
@@ -55,10 +61,16 @@ async function modelDir(opts: { sharded?: boolean } = {}): Promise<string> {
   if (opts.sharded) {
     await writeSafetensors(path.join(dir, 'model-00001-of-00002.safetensors'), [a]);
     await writeSafetensors(path.join(dir, 'model-00002-of-00002.safetensors'), [b]);
-    fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({
-      metadata: { total_size: 144 },
-      weight_map: { 'embed.weight': 'model-00001-of-00002.safetensors', 'norm.weight': 'model-00002-of-00002.safetensors' },
-    }));
+    fs.writeFileSync(
+      path.join(dir, 'model.safetensors.index.json'),
+      JSON.stringify({
+        metadata: { total_size: 144 },
+        weight_map: {
+          'embed.weight': 'model-00001-of-00002.safetensors',
+          'norm.weight': 'model-00002-of-00002.safetensors',
+        },
+      }),
+    );
   } else {
     await writeSafetensors(path.join(dir, 'model.safetensors'), [a, b]);
   }
@@ -79,9 +91,17 @@ test('safetensors header that lies about sizes: byte count does not match shape 
 
 test('safetensors header with overlapping tensors, holes, or bytes after the data', async () => {
   const d = tmp();
-  const overlap = rawSafetensors(path.join(d, 'o.safetensors'), { a: entry('F32', [2], [0, 8]), b: entry('F32', [2], [4, 12]) }, 12);
+  const overlap = rawSafetensors(
+    path.join(d, 'o.safetensors'),
+    { a: entry('F32', [2], [0, 8]), b: entry('F32', [2], [4, 12]) },
+    12,
+  );
   await failsWith(() => readSafetensorsHeader(overlap), overlap, 'overlap');
-  const hole = rawSafetensors(path.join(d, 'h.safetensors'), { a: entry('F32', [1], [0, 4]), b: entry('F32', [1], [8, 12]) }, 12);
+  const hole = rawSafetensors(
+    path.join(d, 'h.safetensors'),
+    { a: entry('F32', [1], [0, 4]), b: entry('F32', [1], [8, 12]) },
+    12,
+  );
   await failsWith(() => readSafetensors(hole), hole, 'hole', "'b'");
   const trailing = rawSafetensors(path.join(d, 't.safetensors'), { a: entry('F32', [1], [0, 4]) }, 10);
   await failsWith(() => readSafetensors(trailing), trailing, '6 bytes after');
@@ -102,7 +122,11 @@ test('safetensors header that is not JSON, not an object, too long, or has bad f
   await failsWith(() => readSafetensors(tiny), tiny, 'truncated', '8-byte');
   const badShape = rawSafetensors(path.join(d, 'f.safetensors'), { w: entry('F32', [-1], [0, 0]) }, 0);
   await failsWith(() => readSafetensors(badShape), badShape, "tensor 'w'", 'shape');
-  const badOffsets = rawSafetensors(path.join(d, 'g.safetensors'), { w: { dtype: 'F32', shape: [1], data_offsets: [0] } }, 4);
+  const badOffsets = rawSafetensors(
+    path.join(d, 'g.safetensors'),
+    { w: { dtype: 'F32', shape: [1], data_offsets: [0] } },
+    4,
+  );
   await failsWith(() => readSafetensors(badOffsets), badOffsets, "tensor 'w'", 'data_offsets');
   const unknown = rawSafetensors(path.join(d, 'h.safetensors'), { w: entry('Q4_K', [1], [0, 1]) }, 1);
   await failsWith(() => readSafetensors(unknown), unknown, "tensor 'w'", 'unknown dtype "Q4_K"');
@@ -110,7 +134,11 @@ test('safetensors header that is not JSON, not an object, too long, or has bad f
 });
 
 test('safetensors tensor of a dtype Scalpel cannot load names file and tensor (unless filtered out)', async () => {
-  const file = rawSafetensors(path.join(tmp(), 'i64.safetensors'), { ids: entry('I64', [2], [0, 16]), w: entry('F32', [1], [16, 20]) }, 20);
+  const file = rawSafetensors(
+    path.join(tmp(), 'i64.safetensors'),
+    { ids: entry('I64', [2], [0, 16]), w: entry('F32', [1], [16, 20]) },
+    20,
+  );
   await failsWith(() => readSafetensors(file), file, "tensor 'ids'", 'I64', 'F32, F16 and BF16');
   const only = await readSafetensors(file, { filter: (n) => n === 'w' });
   assert.deepEqual([...only.keys()], ['w']);
@@ -152,11 +180,26 @@ test('sharded index that names a missing shard, or puts a tensor in the wrong sh
   await failsWith(() => readModelDir(dir), index, 'model-00002-of-00002.safetensors', 'does not exist');
   const dir2 = await modelDir({ sharded: true });
   const index2 = path.join(dir2, 'model.safetensors.index.json');
-  fs.writeFileSync(index2, JSON.stringify({ weight_map: {
-    'embed.weight': 'model-00001-of-00002.safetensors', 'norm.weight': 'model-00001-of-00002.safetensors' } }));
+  fs.writeFileSync(
+    index2,
+    JSON.stringify({
+      weight_map: {
+        'embed.weight': 'model-00001-of-00002.safetensors',
+        'norm.weight': 'model-00001-of-00002.safetensors',
+      },
+    }),
+  );
   await failsWith(() => readModelDir(dir2), index2, "'norm.weight'", 'model-00001-of-00002.safetensors', 'not in');
-  fs.writeFileSync(index2, JSON.stringify({ weight_map: { 'embed.weight': 'model-00001-of-00002.safetensors',
-    'norm.weight': 'model-00002-of-00002.safetensors', 'lm_head.weight': 'model-00002-of-00002.safetensors' } }));
+  fs.writeFileSync(
+    index2,
+    JSON.stringify({
+      weight_map: {
+        'embed.weight': 'model-00001-of-00002.safetensors',
+        'norm.weight': 'model-00002-of-00002.safetensors',
+        'lm_head.weight': 'model-00002-of-00002.safetensors',
+      },
+    }),
+  );
   await failsWith(() => readModelDir(dir2), index2, "'lm_head.weight'", 'not in');
   fs.writeFileSync(index2, '{"weight_map": 3}');
   await failsWith(() => readModelDir(dir2), index2, 'weight_map');
@@ -165,8 +208,16 @@ test('sharded index that names a missing shard, or puts a tensor in the wrong sh
 test('missing tensor and wrong tensor shape', async () => {
   const dir = await modelDir({ sharded: true });
   const m = await readModelDir(dir);
-  await failsWith(() => requireTensor(m, 'layers.0.q_proj.weight', [4, 4]), 'missing tensor layers.0.q_proj.weight', dir);
-  await failsWith(() => requireTensor(m, 'embed.weight', [16, 4]), 'tensor embed.weight has shape [8, 4], expected [16, 4]', 'model-00001-of-00002.safetensors');
+  await failsWith(
+    () => requireTensor(m, 'layers.0.q_proj.weight', [4, 4]),
+    'missing tensor layers.0.q_proj.weight',
+    dir,
+  );
+  await failsWith(
+    () => requireTensor(m, 'embed.weight', [16, 4]),
+    'tensor embed.weight has shape [8, 4], expected [16, 4]',
+    'model-00001-of-00002.safetensors',
+  );
   assert.equal(requireTensor(m, 'norm.weight', [4]).shape[0], 4);
 });
 
@@ -186,10 +237,25 @@ test('tokenizer.json missing or not JSON', async () => {
 test('chat template that fails to parse or to render (raise_exception, bad operation)', async () => {
   const dir = tmp();
   const cfg = path.join(dir, 'tokenizer_config.json');
-  fs.writeFileSync(cfg, JSON.stringify({ chat_template: "{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{{ m.content }}{% endfor %}" }));
+  fs.writeFileSync(
+    cfg,
+    JSON.stringify({
+      chat_template:
+        "{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{{ m.content }}{% endfor %}",
+    }),
+  );
   const t = ChatTemplate.load(dir)!;
   assert.equal(t.render([{ role: 'user', content: 'hi' }]), 'hi');
-  await failsWith(() => t.render([{ role: 'system', content: 's' }, { role: 'user', content: 'hi' }]), cfg, 'failed to render', 'System role not supported');
+  await failsWith(
+    () =>
+      t.render([
+        { role: 'system', content: 's' },
+        { role: 'user', content: 'hi' },
+      ]),
+    cfg,
+    'failed to render',
+    'System role not supported',
+  );
   fs.writeFileSync(cfg, JSON.stringify({ chat_template: '{{ messages | no_such_filter }}' }));
   await failsWith(() => ChatTemplate.load(dir)!.render([{ role: 'user', content: 'hi' }]), cfg, 'failed to render');
   fs.writeFileSync(cfg, JSON.stringify({ chat_template: '{% for m in messages %}{{ m.content }}' }));

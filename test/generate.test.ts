@@ -18,7 +18,10 @@ interface Case {
   greedy: number[];
 }
 const fixture = (name: string) =>
-  JSON.parse(fs.readFileSync(path.join(ROOT, 'test/fixtures/expected', `${name}.json`), 'utf8')) as { model_dir: string; cases: Case[] };
+  JSON.parse(fs.readFileSync(path.join(ROOT, 'test/fixtures/expected', `${name}.json`), 'utf8')) as {
+    model_dir: string;
+    cases: Case[];
+  };
 
 /** The fixture's greedy ids (which ignore EOS) cut before the first stop id. */
 const cut = (ids: number[], stop: readonly number[]) => {
@@ -33,7 +36,10 @@ test('greedy generation stops each row at its own EOS and returns results in cal
   const prompts = cases.map((c) => c.input_ids);
   const stop = [cases[0]!.greedy[5]!, cases[2]!.greedy[10]!];
   const got = greedyGenerate(model, prompts, { maxNewTokens: 24, eosTokenIds: stop, batchSize: 3 });
-  assert.deepEqual(got, cases.map((c) => cut(c.greedy, stop)));
+  assert.deepEqual(
+    got,
+    cases.map((c) => cut(c.greedy, stop)),
+  );
   assert.ok(got[0]!.length <= 5 && got[2]!.length <= 10);
 });
 
@@ -42,7 +48,10 @@ test('maxNewTokens limits and bad inputs', async () => {
   const { model } = await loadModel(path.join(ROOT, fx.model_dir));
   const prompts = fx.cases.slice(0, 2).map((c) => c.input_ids);
   assert.deepEqual(greedyGenerate(model, prompts, { maxNewTokens: 0, eosTokenIds: [] }), [[], []]);
-  assert.deepEqual(greedyGenerate(model, prompts, { maxNewTokens: 1, eosTokenIds: [] }), fx.cases.slice(0, 2).map((c) => c.greedy.slice(0, 1)));
+  assert.deepEqual(
+    greedyGenerate(model, prompts, { maxNewTokens: 1, eosTokenIds: [] }),
+    fx.cases.slice(0, 2).map((c) => c.greedy.slice(0, 1)),
+  );
   assert.deepEqual(greedyGenerate(model, [], { maxNewTokens: 4, eosTokenIds: [] }), []);
   assert.deepEqual(lastLogits(model, []), []);
   assert.throws(() => lastLogits(model, [[]]), ScalpelError);
@@ -50,11 +59,19 @@ test('maxNewTokens limits and bad inputs', async () => {
   assert.throws(() => greedyGenerate(model, prompts, { maxNewTokens: -1, eosTokenIds: [] }), ScalpelError);
   assert.throws(() => lastLogits(model, prompts, { batchSize: 0 }), ScalpelError);
   const progress: number[][] = [];
-  lastLogits(model, fx.cases.map((c) => c.input_ids), { batchSize: 4, onProgress: (d, t) => progress.push([d, t]) });
-  assert.deepEqual(progress, [[4, fx.cases.length], [fx.cases.length, fx.cases.length]]);
+  lastLogits(
+    model,
+    fx.cases.map((c) => c.input_ids),
+    { batchSize: 4, onProgress: (d, t) => progress.push([d, t]) },
+  );
+  assert.deepEqual(progress, [
+    [4, fx.cases.length],
+    [fx.cases.length, fx.cases.length],
+  ]);
 });
 
-const cli = (args: string[]) => spawnSync(process.execPath, [path.join(ROOT, 'bin/scalpel.js'), 'generate', ...args], { encoding: 'utf8' });
+const cli = (args: string[]) =>
+  spawnSync(process.execPath, [path.join(ROOT, 'bin/scalpel.js'), 'generate', ...args], { encoding: 'utf8' });
 
 test('scalpel generate --json: plain and chat prompts give transformers ids and continuations', async () => {
   for (const name of ['llama', 'gemma2']) {
@@ -68,10 +85,26 @@ test('scalpel generate --json: plain and chat prompts give transformers ids and 
     assert.deepEqual(out.tokens, cut(plain.greedy, eosTokenIds));
     assert.equal(typeof out.text, 'string');
 
-    const chat = fx.cases.find((c) => c.kind === 'chat' && c.messages!.length <= 2 && c.messages!.at(-1)!.role === 'user' && (c.messages!.length === 1 || c.messages![0]!.role === 'system'));
+    const chat = fx.cases.find(
+      (c) =>
+        c.kind === 'chat' &&
+        c.messages!.length <= 2 &&
+        c.messages!.at(-1)!.role === 'user' &&
+        (c.messages!.length === 1 || c.messages![0]!.role === 'system'),
+    );
     if (!chat) continue;
     const system = chat.messages!.length === 2 ? ['--system', chat.messages![0]!.content] : [];
-    r = cli(['--model', fx.model_dir, '--prompt', chat.messages!.at(-1)!.content, '--chat', ...system, '--max-new-tokens', '24', '--json']);
+    r = cli([
+      '--model',
+      fx.model_dir,
+      '--prompt',
+      chat.messages!.at(-1)!.content,
+      '--chat',
+      ...system,
+      '--max-new-tokens',
+      '24',
+      '--json',
+    ]);
     assert.equal(r.status, 0, r.stderr);
     out = JSON.parse(r.stdout);
     assert.deepEqual(out.prompt_tokens, chat.input_ids);
@@ -101,11 +134,17 @@ test('scalpel generate: plain text output, default token limit, one-line errors 
     assert.equal(r.status, 1);
     assert.match(r.stderr, /no chat template.*run without --chat/);
 
-    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] }));
+    fs.writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({ model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] }),
+    );
     r = cli(['--model', dir, '--prompt', 'Hello']);
     assert.equal(r.status, 1);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
-    assert.match(r.stderr, /model_type 'gpt2' is not supported; supported model_type values: llama, mistral, qwen2, qwen3, gemma2/);
+    assert.match(
+      r.stderr,
+      /model_type 'gpt2' is not supported; supported model_type values: llama, mistral, qwen2, qwen3, gemma2/,
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

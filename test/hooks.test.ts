@@ -14,7 +14,10 @@ const fixture = (name: string) =>
     cases: { input_ids: number[]; debug: { embed_last: number[]; resid_post_last: number[][] } }[];
   };
 
-const allNames = (layers: number): string[] => ['hook_embed', ...Array.from({ length: layers }, (_, l) => HOOK_POINTS.map((p) => hookName(l, p))).flat()];
+const allNames = (layers: number): string[] => [
+  'hook_embed',
+  ...Array.from({ length: layers }, (_, l) => HOOK_POINTS.map((p) => hookName(l, p))).flat(),
+];
 
 interface Seen {
   act: Float32Array;
@@ -25,7 +28,10 @@ function recorder(layers: number): { hooks: HookMap; seen: Seen[] } {
   const seen: Seen[] = [];
   const hooks: HookMap = new Map();
   for (const n of allNames(layers))
-    hooks.set(n, [(act, ctx) => seen.push({ act: act.slice(), ctx: { ...ctx, positions: ctx.positions.slice(), valid: ctx.valid.slice() } })]);
+    hooks.set(n, [
+      (act, ctx) =>
+        seen.push({ act: act.slice(), ctx: { ...ctx, positions: ctx.positions.slice(), valid: ctx.valid.slice() } }),
+    ]);
   return { hooks, seen };
 }
 
@@ -39,7 +45,10 @@ test('recording hooks see every point in order, with shapes, positions and the p
     const S = Math.max(...prompts.map((p) => p.length));
     const { hooks, seen } = recorder(L);
     lastLogits(model, prompts, { hooks, batchSize: 2 });
-    assert.deepEqual(seen.map((s) => s.ctx.name), allNames(L));
+    assert.deepEqual(
+      seen.map((s) => s.ctx.name),
+      allNames(L),
+    );
     for (const { act, ctx } of seen) {
       assert.equal(ctx.batch, 2);
       assert.equal(ctx.seq, S);
@@ -61,8 +70,10 @@ test('recording hooks see every point in order, with shapes, positions and the p
     const get = (n: string) => seen.find((s) => s.ctx.name === n)!.act;
     assert.deepEqual(get('blocks.0.hook_resid_pre'), get('hook_embed'));
     for (let l = 0; l < L; l++) {
-      const pre = get(hookName(l, 'hook_resid_pre')), attn = get(hookName(l, 'hook_attn_out'));
-      const mid = get(hookName(l, 'hook_resid_mid')), mlp = get(hookName(l, 'hook_mlp_out'));
+      const pre = get(hookName(l, 'hook_resid_pre')),
+        attn = get(hookName(l, 'hook_attn_out'));
+      const mid = get(hookName(l, 'hook_resid_mid')),
+        mlp = get(hookName(l, 'hook_mlp_out'));
       const post = get(hookName(l, 'hook_resid_post'));
       for (let i = 0; i < pre.length; i++) {
         assert.equal(mid[i], Math.fround(pre[i]! + attn[i]!));
@@ -90,7 +101,8 @@ test('hook_embed and resid_post match transformers (embedding output and decoder
           assert.ok(Math.abs(got[i]! - ref[i]!) <= 1e-4 * scale, `${name} ${what}[${i}]: ${got[i]} vs ${ref[i]}`);
       };
       close(lastRow('hook_embed'), c.debug.embed_last, 'hook_embed');
-      for (let l = 0; l < model.numLayers; l++) close(lastRow(hookName(l, 'hook_resid_post')), c.debug.resid_post_last[l]!, `resid_post ${l}`);
+      for (let l = 0; l < model.numLayers; l++)
+        close(lastRow(hookName(l, 'hook_resid_post')), c.debug.resid_post_last[l]!, `resid_post ${l}`);
     }
   }
 });
@@ -101,10 +113,21 @@ test('greedy generation runs hooks at prefill and at every decode step', async (
   const prompts = [fx.cases[0]!.input_ids, fx.cases[2]!.input_ids];
   const S = Math.max(...prompts.map((p) => p.length));
   const calls: HookContext[] = [];
-  const hooks: HookMap = new Map([[hookName(1, 'hook_resid_post'), [(_a, ctx) => calls.push({ ...ctx, positions: ctx.positions.slice() })]]]);
+  const hooks: HookMap = new Map([
+    [hookName(1, 'hook_resid_post'), [(_a, ctx) => calls.push({ ...ctx, positions: ctx.positions.slice() })]],
+  ]);
   greedyGenerate(model, prompts, { maxNewTokens: 5, eosTokenIds: [], hooks });
   assert.equal(calls.length, 5); // prefill + 4 decode steps (the 5th token needs no forward)
-  assert.deepEqual(calls.map((c) => [c.start, c.seq, c.batch]), [[0, S, 2], [S, 1, 2], [S + 1, 1, 2], [S + 2, 1, 2], [S + 3, 1, 2]]);
+  assert.deepEqual(
+    calls.map((c) => [c.start, c.seq, c.batch]),
+    [
+      [0, S, 2],
+      [S, 1, 2],
+      [S + 1, 1, 2],
+      [S + 2, 1, 2],
+      [S + 3, 1, 2],
+    ],
+  );
   const lens = prompts.map((p) => p.length).sort((a, b) => a - b);
   assert.deepEqual([...calls[1]!.positions], lens);
 });

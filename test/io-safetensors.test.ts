@@ -4,7 +4,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Tensor } from '../src/engine/types.js';
-import { openSafetensors, readSafetensors, readSafetensorsHeader, writeSafetensors, writeSafetensorsStreaming } from '../src/io/safetensors.js';
+import {
+  openSafetensors,
+  readSafetensors,
+  readSafetensorsHeader,
+  writeSafetensors,
+  writeSafetensorsStreaming,
+} from '../src/io/safetensors.js';
 import { writeFileAtomic, writeFileAtomicSync } from '../src/io/atomic.js';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, fromFloat32, toFloat32 } from '../src/io/dtype.js';
 
@@ -18,7 +24,11 @@ test('dtype: bf16 and f16 conversions round to nearest even and keep specials', 
       assert.equal(bf16ToF32(f32ToBf16(v)), v);
       continue;
     }
-    assert.ok(Math.abs(back - v) <= Math.abs(v) * 2 ** -11 || (v !== 0 && Math.abs(v) < 6.2e-5 && Math.abs(back - v) <= 2 ** -25), `f16 ${v} → ${back}`);
+    assert.ok(
+      Math.abs(back - v) <= Math.abs(v) * 2 ** -11 ||
+        (v !== 0 && Math.abs(v) < 6.2e-5 && Math.abs(back - v) <= 2 ** -25),
+      `f16 ${v} → ${back}`,
+    );
     const b = f32ToBf16(v);
     assert.ok(Math.abs(bf16ToF32(b) - v) <= Math.abs(v) * 2 ** -8, `bf16 ${v}`);
   }
@@ -33,7 +43,7 @@ test('dtype: bf16 and f16 conversions round to nearest even and keep specials', 
   assert.equal(f32ToBf16(1 + 3 * 2 ** -8), 0x3f82);
   assert.ok(Number.isNaN(bf16ToF32(f32ToBf16(NaN))));
   for (let h = 0; h < 0x10000; h++) {
-    if ((h & 0x7c00) === 0x7c00 && (h & 0x3ff)) continue; // NaN payloads
+    if ((h & 0x7c00) === 0x7c00 && h & 0x3ff) continue; // NaN payloads
     assert.equal(f32ToF16(f16ToF32(h)), h, `f16 bits ${h.toString(16)}`);
     // the midpoint between h and the next half rounds to the even one of the two
     if ((h & 0x7fff) < 0x7bff) {
@@ -63,7 +73,8 @@ test('safetensors: write then read round-trips f32, f16 and bf16 with metadata, 
   assert.equal((8 + n) % 8, 0, 'header padded to 8 bytes');
   const header = await readSafetensorsHeader(file);
   assert.deepEqual(header.metadata, { format: 'pt' });
-  for (const e of header.entries.values()) assert.equal((e.begin - header.dataStart) % (e.storedDtype === 'F32' ? 4 : 2), 0);
+  for (const e of header.entries.values())
+    assert.equal((e.begin - header.dataStart) % (e.storedDtype === 'F32' ? 4 : 2), 0);
   const got = await readSafetensors(file);
   assert.equal(got.size, tensors.length);
   for (const t of tensors) {
@@ -81,7 +92,10 @@ test('safetensors: write then read round-trips f32, f16 and bf16 with metadata, 
   assert.deepEqual([...some.keys()], ['a.f32']);
   assert.deepEqual(seen, [24]);
   // overwrite an existing file atomically
-  await writeSafetensors(file, new Map([['x', { name: 'x', dtype: 'f32', shape: [1], data: new Float32Array([9]) } as Tensor]]));
+  await writeSafetensors(
+    file,
+    new Map([['x', { name: 'x', dtype: 'f32', shape: [1], data: new Float32Array([9]) } as Tensor]]),
+  );
   assert.deepEqual([...(await readSafetensors(file)).keys()], ['x']);
 });
 
@@ -108,15 +122,24 @@ test('safetensors: the streaming writer asks for one tensor at a time, in file o
   const asked: string[] = [];
   let live = 0;
   const streamed = path.join(dir, 'streamed.safetensors');
-  await writeSafetensorsStreaming(streamed, tensors.map(({ name, dtype, shape }) => ({ name, dtype, shape })), async (spec) => {
-    assert.equal(live, 0, 'the previous tensor was written before the next is asked for');
-    live++;
-    asked.push(spec.name);
-    await new Promise((r) => setImmediate(r));
-    live--;
-    return tensors.find((t) => t.name === spec.name)!.data;
-  }, { format: 'pt' });
-  assert.deepEqual(asked, ['a.full', 'c.full', 'b.half'], 'widest dtype first, then by name: the order of the data in the file');
+  await writeSafetensorsStreaming(
+    streamed,
+    tensors.map(({ name, dtype, shape }) => ({ name, dtype, shape })),
+    async (spec) => {
+      assert.equal(live, 0, 'the previous tensor was written before the next is asked for');
+      live++;
+      asked.push(spec.name);
+      await new Promise((r) => setImmediate(r));
+      live--;
+      return tensors.find((t) => t.name === spec.name)!.data;
+    },
+    { format: 'pt' },
+  );
+  assert.deepEqual(
+    asked,
+    ['a.full', 'c.full', 'b.half'],
+    'widest dtype first, then by name: the order of the data in the file',
+  );
   const whole = path.join(dir, 'whole.safetensors');
   await writeSafetensors(whole, tensors, { format: 'pt' });
   assert.deepEqual(fs.readFileSync(streamed), fs.readFileSync(whole));
@@ -129,8 +152,10 @@ test('safetensors: the streaming writer asks for one tensor at a time, in file o
   }
   // Data that does not fit its spec: a one-line error, and no file (not even a temp file) is left.
   const bad = path.join(dir, 'bad.safetensors');
-  await assert.rejects(writeSafetensorsStreaming(bad, [{ name: 'x', dtype: 'f32', shape: [4] }], () => Float32Array.of(1, 2)),
-    /bad\.safetensors: tensor 'x' has 2 Float32Array values, expected 4 \(shape \[4\] of f32\)/);
+  await assert.rejects(
+    writeSafetensorsStreaming(bad, [{ name: 'x', dtype: 'f32', shape: [4] }], () => Float32Array.of(1, 2)),
+    /bad\.safetensors: tensor 'x' has 2 Float32Array values, expected 4 \(shape \[4\] of f32\)/,
+  );
   assert.deepEqual(fs.readdirSync(dir).sort(), ['streamed.safetensors', 'whole.safetensors']);
 });
 
@@ -144,8 +169,13 @@ test('atomic: writeFileAtomic and writeFileAtomicSync replace the target whole a
   writeFileAtomicSync(file, 'sync');
   assert.equal(fs.readFileSync(file, 'utf8'), 'sync');
   assert.deepEqual(fs.readdirSync(dir), ['out.json']);
-  await assert.rejects(writeFileAtomic(path.join(dir, 'missing-dir', 'x'), 'x'), (err: Error) =>
-    err.name === 'ScalpelError' && err.message === `${path.join(dir, 'missing-dir', 'x')}: cannot write (directory ${path.join(dir, 'missing-dir')} does not exist)`);
+  await assert.rejects(
+    writeFileAtomic(path.join(dir, 'missing-dir', 'x'), 'x'),
+    (err: Error) =>
+      err.name === 'ScalpelError' &&
+      err.message ===
+        `${path.join(dir, 'missing-dir', 'x')}: cannot write (directory ${path.join(dir, 'missing-dir')} does not exist)`,
+  );
   assert.throws(() => writeFileAtomicSync(path.join(dir, 'missing-dir', 'x'), 'x'), /cannot write/);
   assert.deepEqual(fs.readdirSync(dir), ['out.json']);
 });

@@ -29,23 +29,50 @@ function close(a: Float32Array, b: Float32Array, tol: number, label: string): vo
 test('native attention matches the engine: padding, GQA, decode steps, sliding window, soft-capping', { skip }, () => {
   const ops = nativeOps();
   const r = rng(7);
-  for (const [heads, kvHeads, headDim] of [[4, 2, 16], [3, 3, 20], [14, 2, 64]] as const) {
+  for (const [heads, kvHeads, headDim] of [
+    [4, 2, 16],
+    [3, 3, 20],
+    [14, 2, 64],
+  ] as const) {
     const args = { numLayers: 2, numKvHeads: kvHeads, headDim } as unknown as ModelArgs;
-    const batch = 3, capacity = 40, layer = 1;
+    const batch = 3,
+      capacity = 40,
+      layer = 1;
     const cache = new KVCache(args, 4, capacity);
     for (const arr of [...cache.k, ...cache.v]) for (let i = 0; i < arr.length; i++) arr[i] = r();
     const firstReal = Int32Array.from([0, 5, 11]);
     const slots = Int32Array.from([2, 0, 3]);
-    for (const [seq, start] of [[17, 0], [1, 17], [4, 30]] as const) {
+    for (const [seq, start] of [
+      [17, 0],
+      [1, 17],
+      [4, 30],
+    ] as const) {
       for (const window of [null, 6]) {
         for (const softcap of [null, 3]) {
-          const a: AttentionArgs = { batch, seq, start, firstReal, slots, numHeads: heads, numKvHeads: kvHeads, headDim, scale: 1 / Math.sqrt(headDim), softcap, window };
+          const a: AttentionArgs = {
+            batch,
+            seq,
+            start,
+            firstReal,
+            slots,
+            numHeads: heads,
+            numKvHeads: kvHeads,
+            headDim,
+            scale: 1 / Math.sqrt(headDim),
+            softcap,
+            window,
+          };
           const q = Float32Array.from({ length: batch * seq * heads * headDim }, () => r() * 2);
           const want = new Float32Array(q.length).fill(NaN);
           const got = new Float32Array(q.length).fill(NaN);
           attention(want, q, cache, layer, a);
           ops.attention(got, q, cache, layer, a);
-          close(got, want, 2e-6, `heads=${heads}/${kvHeads} d=${headDim} seq=${seq} start=${start} window=${window} softcap=${softcap}`);
+          close(
+            got,
+            want,
+            2e-6,
+            `heads=${heads}/${kvHeads} d=${headDim} seq=${seq} start=${start} window=${window} softcap=${softcap}`,
+          );
         }
       }
     }
@@ -72,8 +99,31 @@ test('native attention checks its arguments', { skip }, () => {
   const ops = nativeOps();
   const args = { numLayers: 1, numKvHeads: 1, headDim: 4 } as unknown as ModelArgs;
   const cache = new KVCache(args, 1, 8);
-  const a: AttentionArgs = { batch: 1, seq: 2, start: 7, firstReal: Int32Array.from([0]), slots: Int32Array.from([0]), numHeads: 1, numKvHeads: 1, headDim: 4, scale: 1, softcap: null, window: null };
+  const a: AttentionArgs = {
+    batch: 1,
+    seq: 2,
+    start: 7,
+    firstReal: Int32Array.from([0]),
+    slots: Int32Array.from([0]),
+    numHeads: 1,
+    numKvHeads: 1,
+    headDim: 4,
+    scale: 1,
+    softcap: null,
+    window: null,
+  };
   assert.throws(() => ops.attention(new Float32Array(8), new Float32Array(8), cache, 0, a), RangeError); // past capacity
-  assert.throws(() => ops.attention(new Float32Array(8), new Float32Array(8), cache, 0, { ...a, start: 0, slots: Int32Array.from([1]) }), RangeError); // no slot 1
-  assert.throws(() => ops.attention(new Float32Array(7), new Float32Array(8), cache, 0, { ...a, start: 0 }), RangeError);
+  assert.throws(
+    () =>
+      ops.attention(new Float32Array(8), new Float32Array(8), cache, 0, {
+        ...a,
+        start: 0,
+        slots: Int32Array.from([1]),
+      }),
+    RangeError,
+  ); // no slot 1
+  assert.throws(
+    () => ops.attention(new Float32Array(7), new Float32Array(8), cache, 0, { ...a, start: 0 }),
+    RangeError,
+  );
 });

@@ -19,7 +19,12 @@ function rng(seed: number): () => number {
   };
 }
 
-function randomMatrix(dtype: WeightDType, rows: number, cols: number, seed: number): { w: Matrix; values: Float64Array } {
+function randomMatrix(
+  dtype: WeightDType,
+  rows: number,
+  cols: number,
+  seed: number,
+): { w: Matrix; values: Float64Array } {
   const r = rng(seed);
   const len = rows * cols;
   const values = new Float64Array(len);
@@ -36,7 +41,8 @@ function randomMatrix(dtype: WeightDType, rows: number, cols: number, seed: numb
     } else {
       // any finite half, subnormals included: sign, exponent 0..29, mantissa
       const u = (r() + 1) / 2;
-      data[i] = ((u * 0x10000) & 0x8000) | ((Math.floor(((r() + 1) / 2) * 30) << 10) & 0x7c00) | ((u * 0x3ffffff) & 0x3ff);
+      data[i] =
+        ((u * 0x10000) & 0x8000) | ((Math.floor(((r() + 1) / 2) * 30) << 10) & 0x7c00) | ((u * 0x3ffffff) & 0x3ff);
       values[i] = f16ToF32(data[i]!);
     }
   }
@@ -90,7 +96,9 @@ function checkKernels(kernels: Kernels, label: string): void {
           const tol = 4e-6 * Math.sqrt(k) * ref.scale[t]! + 1e-30;
           const err = Math.abs(y[t]! - ref.y[t]!);
           if (!(err <= tol)) {
-            assert.fail(`${label} ${dtype} m=${m} n=${n} k=${k} bias=${withBias}: y[${t}] = ${y[t]} vs ${ref.y[t]} (tol ${tol})`);
+            assert.fail(
+              `${label} ${dtype} m=${m} n=${n} k=${k} bias=${withBias}: y[${t}] = ${y[t]} vs ${ref.y[t]} (tol ${tol})`,
+            );
           }
         }
       }
@@ -112,7 +120,8 @@ if (requireNative && skipNative) {
 test('native kernels match a float64 reference at every instruction set and thread count', { skip: skipNative }, () => {
   const addon = loadNativeAddon();
   const { best, threads } = addon.info();
-  const isas: NativeIsa[] = best === 'avx512' ? ['avx512', 'avx2', 'scalar'] : best === 'avx2' ? ['avx2', 'scalar'] : ['scalar'];
+  const isas: NativeIsa[] =
+    best === 'avx512' ? ['avx512', 'avx2', 'scalar'] : best === 'avx2' ? ['avx2', 'scalar'] : ['scalar'];
   try {
     for (const t of [1, 2]) {
       addon.setThreads(t);
@@ -152,7 +161,10 @@ test('kernel selection: SCALPEL_KERNELS=js forces the portable kernels; default 
   const index = fileURLToPath(new URL('../src/engine/kernels/index.js', import.meta.url));
   const script = `import(${JSON.stringify(index)}).then((m) => { console.log(m.getKernels().name); m.getKernels(); })`;
   const run = (env: Record<string, string>) =>
-    spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' });
+    spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+    });
   const js = run({ SCALPEL_KERNELS: 'js' });
   assert.equal(js.status, 0, js.stderr);
   assert.equal(js.stdout.trim(), 'js');

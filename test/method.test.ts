@@ -2,20 +2,34 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { HookContext } from '../src/engine/types.js';
-import { MeanAccumulator, ablationDirection, diffInMeans, klDivergence, logSoftmax, orthogonalize, refusalScore } from '../src/method/math.js';
+import {
+  MeanAccumulator,
+  ablationDirection,
+  diffInMeans,
+  klDivergence,
+  logSoftmax,
+  orthogonalize,
+  refusalScore,
+} from '../src/method/math.js';
 import { ablationHook, addHook, captureHooks, interventionHooks } from '../src/method/hooks.js';
 import { DEFAULT_REFUSAL_SUBSTRINGS, isRefusal } from '../src/method/judge.js';
 import { mulberry32, sample } from '../src/method/rng.js';
 import { pruneLayer, defaultConfig, validateConfig } from '../src/method/config.js';
 
-const close = (a: number, b: number, tol = 1e-9, msg?: string) => assert.ok(Math.abs(a - b) <= tol, msg ?? `${a} ≉ ${b}`);
+const close = (a: number, b: number, tol = 1e-9, msg?: string) =>
+  assert.ok(Math.abs(a - b) <= tol, msg ?? `${a} ≉ ${b}`);
 const ctxOf = (batch: number, seq: number, width: number, valid?: number[]): HookContext => ({
-  name: 'blocks.0.hook_resid_pre', layer: 0, batch, seq, width, start: 0,
+  name: 'blocks.0.hook_resid_pre',
+  layer: 0,
+  batch,
+  seq,
+  width,
+  start: 0,
   positions: Int32Array.from({ length: batch * seq }, (_, i) => i % seq),
   valid: Uint8Array.from(valid ?? Array(batch * seq).fill(1)),
 });
 
-test('refusal score: log-odds of the refusal tokens\' total probability', () => {
+test("refusal score: log-odds of the refusal tokens' total probability", () => {
   // Logits [0, 0, 0, 0]: uniform, P(token 1) = 1/4 → log(0.25) − log(0.75) = −log 3.
   close(refusalScore([0, 0, 0, 0], [1]), Math.log(0.25 + 1e-8) - Math.log(0.75 + 1e-8));
   // Two tokens: P = 1/2 → 0.
@@ -42,10 +56,7 @@ test('log-softmax and KL divergence', () => {
 test('difference in means over the last k positions, float64, skipping padding', () => {
   // One layer, width 2, k = 2. Block [batch 2, seq 3, width 2]; row 0 has a padding first column.
   const acc = new MeanAccumulator(2, 1, 2);
-  const act = Float32Array.from([
-    /* row 0 */ 99, 99, 1, 2, 3, 4,
-    /* row 1 */ 0, 0, 5, 6, 7, 8,
-  ]);
+  const act = Float32Array.from([/* row 0 */ 99, 99, 1, 2, 3, 4, /* row 1 */ 0, 0, 5, 6, 7, 8]);
   acc.addBlock(0, act, 2, 3, Uint8Array.from([0, 1, 1, 1, 1, 1]));
   const m = acc.means();
   assert.deepEqual([...m], [3, 4, 5, 6]); // position 0: mean of (1,2),(5,6); position 1: mean of (3,4),(7,8)
@@ -59,7 +70,7 @@ test('difference in means over the last k positions, float64, skipping padding',
   assert.deepEqual([...two.means()], [20, 10]);
 });
 
-test('capture hooks read every layer\'s block input at prefill only', () => {
+test("capture hooks read every layer's block input at prefill only", () => {
   const acc = new MeanAccumulator(1, 2, 2);
   const hooks = captureHooks(2, acc);
   assert.deepEqual([...hooks.keys()], ['blocks.0.hook_resid_pre', 'blocks.1.hook_resid_pre']);
@@ -68,7 +79,7 @@ test('capture hooks read every layer\'s block input at prefill only', () => {
   assert.deepEqual([...acc.means()], [0, 0, 3, 4]);
 });
 
-test('partial orthogonalization: λ = 1 removes r\'s component, λ = 0 keeps w', () => {
+test("partial orthogonalization: λ = 1 removes r's component, λ = 0 keeps w", () => {
   const w = [3, 4];
   const r = [2, 0];
   const w1 = orthogonalize(w, r, 1); // w·r = 6, |r|² = 4 → w − 1.5 r = (0, 4), up to the 1e-8 term
@@ -112,7 +123,9 @@ test('activation addition adds α v to real rows', () => {
 
 test('intervention hooks cover resid_pre, attn_out and mlp_out of every layer, then actadd', () => {
   const h = interventionHooks(3, { direction: [1, 0] }, { layer: 1, vector: [0, 1], alpha: 2 });
-  for (let l = 0; l < 3; l++) for (const p of ['hook_resid_pre', 'hook_attn_out', 'hook_mlp_out']) assert.ok(h.get(`blocks.${l}.${p}`)?.length, `${l} ${p}`);
+  for (let l = 0; l < 3; l++)
+    for (const p of ['hook_resid_pre', 'hook_attn_out', 'hook_mlp_out'])
+      assert.ok(h.get(`blocks.${l}.${p}`)?.length, `${l} ${p}`);
   assert.equal(h.get('blocks.1.hook_resid_pre')!.length, 2);
   assert.equal(h.has('blocks.0.hook_resid_mid'), false);
   const act = Float32Array.from([5, 5]);

@@ -13,7 +13,10 @@ const ramp = (n: number) => Float32Array.from({ length: n }, (_, i) => i / 4 - 1
 
 test('readModelDir: single-file checkpoint with config and generation config', async () => {
   const dir = tmp();
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ model_type: 'llama', hidden_size: 4, eos_token_id: 2 }));
+  fs.writeFileSync(
+    path.join(dir, 'config.json'),
+    JSON.stringify({ model_type: 'llama', hidden_size: 4, eos_token_id: 2 }),
+  );
   fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [2, 7] }));
   await writeSafetensors(path.join(dir, 'model.safetensors'), [
     { name: 'w', dtype: 'bf16', shape: [2, 4], data: fromFloat32(ramp(8), 'bf16') },
@@ -39,7 +42,10 @@ test('readModelDir: sharded checkpoint reads each shard once, with filter and pr
   const dir = tmp();
   fs.writeFileSync(path.join(dir, 'config.json'), '{"model_type": "qwen2"}');
   const shards: Tensor[][] = [
-    [{ name: 'a', dtype: 'f32', shape: [3], data: ramp(3) }, { name: 'b', dtype: 'f16', shape: [2], data: fromFloat32(ramp(2), 'f16') }],
+    [
+      { name: 'a', dtype: 'f32', shape: [3], data: ramp(3) },
+      { name: 'b', dtype: 'f16', shape: [2], data: fromFloat32(ramp(2), 'f16') },
+    ],
     [{ name: 'c', dtype: 'f32', shape: [1, 2], data: ramp(2) }],
   ];
   const weightMap: Record<string, string> = {};
@@ -48,7 +54,10 @@ test('readModelDir: sharded checkpoint reads each shard once, with filter and pr
     await writeSafetensors(path.join(dir, name), ts);
     for (const t of ts) weightMap[t.name] = name;
   }
-  fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 24 }, weight_map: weightMap }));
+  fs.writeFileSync(
+    path.join(dir, 'model.safetensors.index.json'),
+    JSON.stringify({ metadata: { total_size: 24 }, weight_map: weightMap }),
+  );
   const progress: [number, number][] = [];
   const m = await readModelDir(dir, { onProgress: (d, t) => progress.push([d, t]) });
   assert.deepEqual([...m.tensors.keys()].sort(), ['a', 'b', 'c']);

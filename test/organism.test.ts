@@ -67,21 +67,31 @@ function staleFiles(): string[] {
 }
 const stale = staleFiles();
 // Every other test compares against the fixture; on a stale one they would only repeat this failure as noise.
-const skipIfStale = stale.length > 0 ? `stale fixture (see the test 'organism fixture matches the model files')` : false;
+const skipIfStale =
+  stale.length > 0 ? `stale fixture (see the test 'organism fixture matches the model files')` : false;
 
 test('organism fixture matches the model files', () => {
-  assert.deepEqual(stale, [],
+  assert.deepEqual(
+    stale,
+    [],
     `${rel(FIXTURE)} was made from other files in ${fx.model_dir} (changed: ${stale.join(', ')}); ` +
-    `regenerate with ${fx.regenerate}`);
+      `regenerate with ${fx.regenerate}`,
+  );
 });
 
-test('organism: chat template and tokenizer give transformers\' prompt ids; same EOS ids', { skip: skipIfStale }, async () => {
+test("organism: chat template and tokenizer give transformers' prompt ids; same EOS ids", {
+  skip: skipIfStale,
+}, async () => {
   const { tokenizer, chat, eosTokenIds } = await loadModel(modelDir);
   assert.ok(chat, `${fx.model_dir} has a chat template`);
   assert.deepEqual(eosTokenIds, fx.eos_token_ids);
   for (const [i, p] of fx.prompts.entries()) {
     assert.equal(chat.render(p.messages, { addGenerationPrompt: true }), p.rendered, `prompt ${i}: rendered text`);
-    assert.deepEqual(encodeChat(tokenizer, chat, p.messages, { addGenerationPrompt: true }), p.input_ids, `prompt ${i}: ids`);
+    assert.deepEqual(
+      encodeChat(tokenizer, chat, p.messages, { addGenerationPrompt: true }),
+      p.input_ids,
+      `prompt ${i}: ids`,
+    );
   }
 });
 
@@ -89,7 +99,10 @@ test('organism fixture: every intervention moves the logits well beyond the tole
   // Otherwise a hook that did nothing would still pass the parity test below.
   for (const c of fx.cases)
     if (c.intervention !== 'none')
-      assert.ok(c.effect_rel! > 50 * TOL, `${c.intervention} on prompt ${c.prompt}: effect ${c.effect_rel} of the spread`);
+      assert.ok(
+        c.effect_rel! > 50 * TOL,
+        `${c.intervention} on prompt ${c.prompt}: effect ${c.effect_rel} of the spread`,
+      );
 });
 
 /** max |got − ref| over every stored logit and summary statistic, as a fraction of the reference spread. */
@@ -100,7 +113,9 @@ function logitError(got: Float32Array, ref: LogitSummary, stride: number): numbe
   for (const [id, v] of ref.top) at(id, v);
   ref.sampled.forEach((v, k) => at(k * stride, v));
   ref.full?.forEach((v, id) => at(id, v));
-  let min = Infinity, max = -Infinity, sum = 0;
+  let min = Infinity,
+    max = -Infinity,
+    sum = 0;
   for (const v of got) {
     min = Math.min(min, v);
     max = Math.max(max, v);
@@ -116,7 +131,8 @@ function logitError(got: Float32Array, ref: LogitSummary, stride: number): numbe
 function hooksFor(name: InterventionName, numLayers: number): HookMap | undefined {
   const { direction, add_layer, add_alpha } = fx.intervention;
   const ablation = name === 'ablate' || name === 'ablate+add' ? { direction } : undefined;
-  const actadd = name === 'add' || name === 'ablate+add' ? { layer: add_layer, vector: direction, alpha: add_alpha } : undefined;
+  const actadd =
+    name === 'add' || name === 'ablate+add' ? { layer: add_layer, vector: direction, alpha: add_alpha } : undefined;
   return ablation || actadd ? interventionHooks(numLayers, ablation, actadd) : undefined;
 }
 
@@ -142,7 +158,11 @@ for (const kernels of kernelSets) {
         const e = logitError(logits, c.last_logits, fx.logit_sample_stride);
         worst = Math.max(worst, e);
         assert.ok(e <= TOL, `${label(c, 'single')}: logit error ${e.toExponential(2)} of the spread`);
-        assert.deepEqual(greedyGenerate(model, [prompts[i]!], { ...opts, hooks })[0], c.greedy, `${label(c, 'single')}: greedy`);
+        assert.deepEqual(
+          greedyGenerate(model, [prompts[i]!], { ...opts, hooks })[0],
+          c.greedy,
+          `${label(c, 'single')}: greedy`,
+        );
       }
       // all of the group in one left-padded batch (rows of different lengths, finishing at different steps)
       const batchSize = prompts.length;
@@ -155,6 +175,8 @@ for (const kernels of kernelSets) {
         assert.deepEqual(greedy[i], c.greedy, `${label(c, 'batched')}: greedy`);
       }
     }
-    t.diagnostic(`scalpel-tiny-chat [${kernels.name}]: ${fx.cases.length} cases, max logit error ${worst.toExponential(2)} of spread`);
+    t.diagnostic(
+      `scalpel-tiny-chat [${kernels.name}]: ${fx.cases.length} cases, max logit error ${worst.toExponential(2)} of spread`,
+    );
   });
 }

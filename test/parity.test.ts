@@ -25,14 +25,21 @@ interface Fixture {
   cases: Case[];
 }
 
-const fixtures = fs.existsSync(EXPECTED) ? fs.readdirSync(EXPECTED).filter((f) => f.endsWith('.json')).sort() : [];
+const fixtures = fs.existsSync(EXPECTED)
+  ? fs
+      .readdirSync(EXPECTED)
+      .filter((f) => f.endsWith('.json'))
+      .sort()
+  : [];
 const kernelSets: Kernels[] = [jsKernels];
 const native = process.env.SCALPEL_KERNELS === 'js' ? null : tryNativeKernels().kernels;
 if (native) kernelSets.push(native);
 
 /** max |a − b| / (max − min of the reference). */
 function relErr(got: Float32Array, ref: readonly number[]): number {
-  let lo = Infinity, hi = -Infinity, err = 0;
+  let lo = Infinity,
+    hi = -Infinity,
+    err = 0;
   for (let i = 0; i < ref.length; i++) {
     lo = Math.min(lo, ref[i]!);
     hi = Math.max(hi, ref[i]!);
@@ -54,7 +61,9 @@ for (const kernels of kernelSets) {
 
       // one prompt at a time
       const single = prompts.map((p) => lastLogits(model, [p])[0]!);
-      const singleGreedy = prompts.map((p) => greedyGenerate(model, [p], { maxNewTokens: maxNew, eosTokenIds: [] })[0]!);
+      const singleGreedy = prompts.map(
+        (p) => greedyGenerate(model, [p], { maxNewTokens: maxNew, eosTokenIds: [] })[0]!,
+      );
       let worst = 0;
       for (const [i, c] of fx.cases.entries()) {
         assert.equal(single[i]!.length, c.last_logits.length, 'vocab size');
@@ -71,7 +80,11 @@ for (const kernels of kernelSets) {
         for (const [i, c] of fx.cases.entries()) {
           const e = relErr(batched[i]!, c.last_logits);
           assert.ok(e <= 1e-3, `${name} case ${i} batched(${batchSize}): logit error ${e.toExponential(2)}`);
-          assert.deepEqual(batchedGreedy[i], singleGreedy[i], `${name} case ${i} batched(${batchSize}): greedy differs from unbatched`);
+          assert.deepEqual(
+            batchedGreedy[i],
+            singleGreedy[i],
+            `${name} case ${i} batched(${batchSize}): greedy differs from unbatched`,
+          );
         }
       }
       t.diagnostic(`${name} [${kernels.name}]: max logit error ${worst.toExponential(2)} of spread`);

@@ -14,7 +14,8 @@ const bin = path.join(root, 'bin', 'scalpel.js');
 const DATA = path.resolve(root, '..', 'shared', 'datasets', 'raw');
 // SCALPEL_E2E_MODEL picks another trained chat model (e.g. a candidate of the model organism).
 const tiny = process.env['SCALPEL_E2E_MODEL'] ?? path.join(root, 'models', 'scalpel-tiny-chat');
-const haveTiny = fs.existsSync(path.join(tiny, 'config.json')) && fs.readdirSync(tiny).some((f) => f.endsWith('.safetensors'));
+const haveTiny =
+  fs.existsSync(path.join(tiny, 'config.json')) && fs.readdirSync(tiny).some((f) => f.endsWith('.safetensors'));
 const model = haveTiny ? tiny : path.join(root, 'test', 'fixtures', 'models', 'qwen2');
 const other = path.join(root, 'test', 'fixtures', 'models', 'llama');
 // The small chat model runs with its own refusal tokens and the filter, on the public sets it was made for (no harm
@@ -23,8 +24,17 @@ const other = path.join(root, 'test', 'fixtures', 'models', 'llama');
 const modelFlags = haveTiny
   ? ['--data-dir', DATA, '--no-harm-guard']
   : ['--refusal-tokens', '5,17', '--no-filter', '--prune', '0', '--kl-threshold', '100', '--no-harm-guard'];
-const small = ['--n-train', '8', '--n-val', '4', '--max-new-tokens', '8', '--quiet',
-  '--eval', 'builtin-pseudo-harmful-test:6,builtin-harmful-test:6'];
+const small = [
+  '--n-train',
+  '8',
+  '--n-val',
+  '4',
+  '--max-new-tokens',
+  '8',
+  '--quiet',
+  '--eval',
+  'builtin-pseudo-harmful-test:6,builtin-harmful-test:6',
+];
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-run-'));
 const scalpel = (...args: string[]) => {
@@ -33,9 +43,15 @@ const scalpel = (...args: string[]) => {
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env, cwd: root });
   return { code: r.status, out: r.stdout, err: r.stderr };
 };
-const snapshot = (dir: string) => (fs.existsSync(dir)
-  ? Object.fromEntries(fs.readdirSync(dir).sort().map((f) => [f, fs.readFileSync(path.join(dir, f)).toString('base64')]))
-  : null);
+const snapshot = (dir: string) =>
+  fs.existsSync(dir)
+    ? Object.fromEntries(
+        fs
+          .readdirSync(dir)
+          .sort()
+          .map((f) => [f, fs.readFileSync(path.join(dir, f)).toString('base64')]),
+      )
+    : null;
 const RUN = path.join(tmp, 'run');
 
 test('scalpel run: all stages, run directory files, table', { timeout: 120_000 }, async () => {
@@ -46,7 +62,14 @@ test('scalpel run: all stages, run directory files, table', { timeout: 120_000 }
   assert.match(r.out, /compliance rate/);
   assert.match(r.out, /builtin-pseudo-harmful-test:6\s+6\s/);
   assert.ok(Date.now() - t0 < 60_000, 'well under a minute');
-  assert.deepEqual(fs.readdirSync(RUN).sort(), ['candidates.safetensors', 'eval.json', 'responses.jsonl', 'run.json', 'selection.json', 'vector.safetensors']);
+  assert.deepEqual(fs.readdirSync(RUN).sort(), [
+    'candidates.safetensors',
+    'eval.json',
+    'responses.jsonl',
+    'run.json',
+    'selection.json',
+    'vector.safetensors',
+  ]);
 
   const run = JSON.parse(fs.readFileSync(path.join(RUN, 'run.json'), 'utf8'));
   assert.equal(run.model.dir, model);
@@ -68,7 +91,8 @@ test('scalpel run: all stages, run directory files, table', { timeout: 120_000 }
 
   const sel = JSON.parse(fs.readFileSync(path.join(RUN, 'selection.json'), 'utf8'));
   assert.equal(sel.candidates.length, k * L);
-  for (const c of sel.candidates) assert.deepEqual(Object.keys(c).sort(), ['harmful_score', 'kl', 'layer', 'position', 'refusal_score', 'rejected']);
+  for (const c of sel.candidates)
+    assert.deepEqual(Object.keys(c).sort(), ['harmful_score', 'kl', 'layer', 'position', 'refusal_score', 'rejected']);
   assert.ok(sel.chosen);
   const vec = await readSafetensorsHeader(path.join(RUN, 'vector.safetensors'));
   assert.equal(vec.metadata!['layer'], String(sel.chosen.layer));
@@ -83,7 +107,8 @@ test('scalpel run: all stages, run directory files, table', { timeout: 120_000 }
     assert.equal(row.n, 6);
     assert.ok(['baseline', 'ablated'].includes(row.condition));
     assert.ok(Math.abs(row.compliance_rate + row.refusal_rate - 1) < 1e-12);
-    for (const key of ['dataset', 'condition', 'lambda', 'alpha', 'n', 'compliance_rate', 'refusal_rate']) assert.ok(key in row, key);
+    for (const key of ['dataset', 'condition', 'lambda', 'alpha', 'n', 'compliance_rate', 'refusal_rate'])
+      assert.ok(key in row, key);
   }
   const lines = fs.readFileSync(path.join(RUN, 'responses.jsonl'), 'utf8').trim().split('\n');
   assert.equal(lines.length, 24);
@@ -102,7 +127,17 @@ test('rerun resumes every finished stage and changes nothing', { timeout: 60_000
 
 test('scalpel eval --lambda: ŵ recomputed at the chosen site, RUN untouched', { timeout: 60_000 }, () => {
   const before = snapshot(RUN);
-  const r = scalpel('eval', '--run', RUN, '--lambda', '0.5', '--dataset', 'builtin-pseudo-harmful-test:6', '--json', '--quiet');
+  const r = scalpel(
+    'eval',
+    '--run',
+    RUN,
+    '--lambda',
+    '0.5',
+    '--dataset',
+    'builtin-pseudo-harmful-test:6',
+    '--json',
+    '--quiet',
+  );
   assert.equal(r.code, 0, r.err);
   const res = JSON.parse(r.out).results;
   assert.equal(res.length, 2);
@@ -111,7 +146,9 @@ test('scalpel eval --lambda: ŵ recomputed at the chosen site, RUN untouched', {
   assert.deepEqual(snapshot(RUN), before);
 });
 
-test('scalpel bake / generate --run: the baked model with no hooks, and the original with the run\'s hooks, write the ablated responses of the run', { timeout: 120_000 }, () => {
+test("scalpel bake / generate --run: the baked model with no hooks, and the original with the run's hooks, write the ablated responses of the run", {
+  timeout: 120_000,
+}, () => {
   const before = snapshot(RUN);
   const baked = path.join(tmp, 'baked');
   const r = scalpel('bake', '--run', RUN, '--out', baked);
@@ -119,17 +156,45 @@ test('scalpel bake / generate --run: the baked model with no hooks, and the orig
   assert.match(r.err, /baked the false-refusal vector \(λ = 1\) of position -\d+, layer \d+ into \d+ tensors/);
   assert.deepEqual(snapshot(RUN), before);
   assert.ok(fs.existsSync(path.join(baked, 'scalpel_bake.json')));
-  const all = fs.readFileSync(path.join(RUN, 'responses.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-  const baseline = new Map(all.filter((x) => x.condition === 'baseline').map((x) => [`${x.dataset}/${x.index}`, x.response]));
+  const all = fs
+    .readFileSync(path.join(RUN, 'responses.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  const baseline = new Map(
+    all.filter((x) => x.condition === 'baseline').map((x) => [`${x.dataset}/${x.index}`, x.response]),
+  );
   // Responses the ablation changed: a bake that did nothing would reproduce the baseline instead.
-  const rows = all.filter((x) => x.condition === 'ablated' && baseline.get(`${x.dataset}/${x.index}`) !== x.response).slice(0, 3);
+  const rows = all
+    .filter((x) => x.condition === 'ablated' && baseline.get(`${x.dataset}/${x.index}`) !== x.response)
+    .slice(0, 3);
   assert.ok(rows.length >= 1, 'the ablation changed at least one response');
   for (const row of rows) {
-    const g = scalpel('generate', '--model', baked, '--chat', '--prompt', row.prompt, '--max-new-tokens', String(row.max_new_tokens), '--json');
+    const g = scalpel(
+      'generate',
+      '--model',
+      baked,
+      '--chat',
+      '--prompt',
+      row.prompt,
+      '--max-new-tokens',
+      String(row.max_new_tokens),
+      '--json',
+    );
     assert.equal(g.code, 0, g.err);
     assert.equal(JSON.parse(g.out).text, row.response, `baked: ${row.prompt}`);
     // and the same response from the original model with the run's hooks
-    const h = scalpel('generate', '--run', RUN, '--chat', '--prompt', row.prompt, '--max-new-tokens', String(row.max_new_tokens), '--json');
+    const h = scalpel(
+      'generate',
+      '--run',
+      RUN,
+      '--chat',
+      '--prompt',
+      row.prompt,
+      '--max-new-tokens',
+      String(row.max_new_tokens),
+      '--json',
+    );
     assert.equal(h.code, 0, h.err);
     assert.equal(JSON.parse(h.out).text, row.response, `generate --run: ${row.prompt}`);
   }
@@ -162,7 +227,14 @@ test('bad input: one-line errors, exit 1, nothing written', { timeout: 60_000 },
     const r = scalpel(...args);
     assert.equal(r.code, 1, `${args.join(' ')}: ${r.err}`);
     assert.match(r.err, re);
-    assert.equal(r.err.trim().split('\n').filter((l) => !l.includes('native kernels')).length, 1, r.err);
+    assert.equal(
+      r.err
+        .trim()
+        .split('\n')
+        .filter((l) => !l.includes('native kernels')).length,
+      1,
+      r.err,
+    );
   }
   assert.equal(fs.existsSync(fresh), false);
   assert.deepEqual(snapshot(RUN), before);

@@ -15,7 +15,12 @@ interface TokenizerFixture {
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const folder = path.join(root, 'test/fixtures/tokenizers');
-const files = fs.existsSync(folder) ? fs.readdirSync(folder).filter((f) => f.endsWith('.json')).sort() : [];
+const files = fs.existsSync(folder)
+  ? fs
+      .readdirSync(folder)
+      .filter((f) => f.endsWith('.json'))
+      .sort()
+  : [];
 
 test('tokenizer fixtures are present (the fixture tokenizers and at least two real ones)', () => {
   assert.ok(files.length >= 3, `expected at least 3 tokenizer fixtures in ${folder}, found ${files.length}`);
@@ -38,7 +43,8 @@ for (const name of files) {
     // The post-instruction tokens are the tail of every generation-prompt fixture whose last message is the user's.
     const single = fx.chat.filter((c) => c.add_generation_prompt && c.messages.at(-1)?.role === 'user');
     for (const c of single) {
-      const system = c.messages.length === 2 && c.messages[0]!.role === 'system' ? (c.messages[0]!.content as string) : undefined;
+      const system =
+        c.messages.length === 2 && c.messages[0]!.role === 'system' ? (c.messages[0]!.content as string) : undefined;
       if (c.messages.length > (system === undefined ? 1 : 2)) continue;
       const suffix = postInstructionSuffix(tok, tmpl, { system });
       assert.ok(suffix.length > 0);
@@ -53,7 +59,12 @@ interface ModelFixture {
   cases: { kind: 'plain' | 'chat'; text?: string; messages?: ChatMessage[]; rendered?: string; input_ids: number[] }[];
 }
 const expectedFolder = path.join(root, 'test/fixtures/expected');
-const modelFixtures = fs.existsSync(expectedFolder) ? fs.readdirSync(expectedFolder).filter((f) => f.endsWith('.json')).sort() : [];
+const modelFixtures = fs.existsSync(expectedFolder)
+  ? fs
+      .readdirSync(expectedFolder)
+      .filter((f) => f.endsWith('.json'))
+      .sort()
+  : [];
 for (const name of modelFixtures) {
   test(`engine fixture prompts tokenize like transformers: ${name}`, () => {
     const fx = JSON.parse(fs.readFileSync(path.join(expectedFolder, name), 'utf8')) as ModelFixture;

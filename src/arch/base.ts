@@ -202,7 +202,9 @@ export function uniformLayers(n: number, window: number | null, rope: RopeSpec):
 export function layerTypes(cfg: Config, numLayers: number, dflt: (i: number) => string): string[] {
   const types = cfg.strList('layer_types') ?? Array.from({ length: numLayers }, (_, i) => dflt(i));
   if (types.length !== numLayers)
-    throw new ScalpelError(`${cfg.file}: layer_types has ${types.length} entries, expected num_hidden_layers = ${numLayers}`);
+    throw new ScalpelError(
+      `${cfg.file}: layer_types has ${types.length} entries, expected num_hidden_layers = ${numLayers}`,
+    );
   for (const t of types)
     if (t !== 'full_attention' && t !== 'sliding_attention')
       throw new ScalpelError(`${cfg.file}: layer_types entry '${t}' is not full_attention or sliding_attention`);
@@ -217,7 +219,12 @@ type RopeParams = Record<string, unknown>;
  * The rope parameters of config.json in transformers' standard form: `rope_parameters` (flat, or per layer type
  * when `layerType` is given), else the legacy `rope_theta` + `rope_scaling` (+ `partial_rotary_factor`).
  */
-export function ropeParams(cfg: Config, dfltTheta: number, layerType?: string, legacyThetaKey = 'rope_theta'): RopeParams {
+export function ropeParams(
+  cfg: Config,
+  dfltTheta: number,
+  layerType?: string,
+  legacyThetaKey = 'rope_theta',
+): RopeParams {
   const rp = cfg.raw['rope_parameters'];
   if (rp && typeof rp === 'object') {
     const nested = layerType !== undefined && (rp as Record<string, unknown>)[layerType];
@@ -266,7 +273,8 @@ export function makeRope(cfg: Config, p: RopeParams, headDim: number): RopeSpec 
   const theta = pnum(p, 'rope_theta', file);
   const partial = pnum(p, 'partial_rotary_factor', file, 1);
   const rotaryDim = Math.floor(headDim * partial);
-  if (rotaryDim % 2 !== 0 || rotaryDim <= 0) throw new ScalpelError(`${file}: rotary dimension ${rotaryDim} must be even`);
+  if (rotaryDim % 2 !== 0 || rotaryDim <= 0)
+    throw new ScalpelError(`${file}: rotary dimension ${rotaryDim} must be even`);
   const inv = defaultInvFreq(theta, rotaryDim);
   switch (type) {
     case 'default':
@@ -300,18 +308,32 @@ export function makeRope(cfg: Config, p: RopeParams, headDim: number): RopeSpec 
     case 'su': {
       // Phi-3 LongRoPE: per-frequency divisors (short below original_max_position_embeddings, long above) and a
       // cos/sin scaling sqrt(1 + ln(factor) / ln(original_max)).
-      const originalMax = pnum(p, 'original_max_position_embeddings', file, cfg.num('original_max_position_embeddings', 0) || undefined);
+      const originalMax = pnum(
+        p,
+        'original_max_position_embeddings',
+        file,
+        cfg.num('original_max_position_embeddings', 0) || undefined,
+      );
       const factor = pnum(p, 'factor', file, cfg.num('max_position_embeddings') / originalMax);
-      let scaling = p['attention_factor'] === undefined || p['attention_factor'] === null ? NaN : pnum(p, 'attention_factor', file);
+      let scaling =
+        p['attention_factor'] === undefined || p['attention_factor'] === null ? NaN : pnum(p, 'attention_factor', file);
       if (Number.isNaN(scaling)) scaling = factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(originalMax));
       const n = rotaryDim / 2;
       const short = factorList(p, 'short_factor', n, file);
       const long = factorList(p, 'long_factor', n, file);
       const scale = (ext: Float32Array) =>
         inv.map((_, i) => fr(1 / fr(ext[i]! * fr(Math.pow(theta, fr((2 * i) / rotaryDim))))));
-      return { type: 'longrope', rotaryDim, invFreq: scale(short), scaling: fr(scaling), long: { invFreq: scale(long), originalMax } };
+      return {
+        type: 'longrope',
+        rotaryDim,
+        invFreq: scale(short),
+        scaling: fr(scaling),
+        long: { invFreq: scale(long), originalMax },
+      };
     }
     default:
-      throw new ScalpelError(`${file}: rope_type '${type}' is not supported; supported: default, linear, llama3, longrope`);
+      throw new ScalpelError(
+        `${file}: rope_type '${type}' is not supported; supported: default, linear, llama3, longrope`,
+      );
   }
 }

@@ -3,7 +3,16 @@
 //  - its own RoPE per layer type: rope_local_base_freq (10k) on sliding layers, rope_theta (1M, maybe scaled) on
 //    full layers; five sliding layers per full one by default;
 //  - multimodal checkpoints (Gemma3ForConditionalGeneration): the text model's config and tensors are used.
-import { activation, baseArgs, Config, layerTypes, makeRope, ropeParams, type Architecture, type TensorMap } from './base.js';
+import {
+  activation,
+  baseArgs,
+  Config,
+  layerTypes,
+  makeRope,
+  ropeParams,
+  type Architecture,
+  type TensorMap,
+} from './base.js';
 
 /** The standard name of a text-model tensor, or null for vision tensors. */
 function textName(name: string): string | null {
@@ -21,7 +30,10 @@ export const gemma3: Architecture = {
   classes: ['Gemma3ForCausalLM', 'Gemma3ForConditionalGeneration'],
   args(outer) {
     const text = outer.raw['text_config'];
-    const cfg = text && typeof text === 'object' ? new Config(text as Record<string, unknown>, `${outer.file} text_config`) : outer;
+    const cfg =
+      text && typeof text === 'object'
+        ? new Config(text as Record<string, unknown>, `${outer.file} text_config`)
+        : outer;
     const a = baseArgs('gemma3', cfg, { headDim: 256, tieEmbeddings: outer.bool('tie_word_embeddings', true) });
     a.modelType = outer.str('model_type', 'gemma3_text');
     a.act = activation(cfg, cfg.has('hidden_activation') ? 'hidden_activation' : 'hidden_act', 'gelu_pytorch_tanh');

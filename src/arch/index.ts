@@ -25,14 +25,21 @@ export function findArchitecture(raw: Record<string, unknown>, file = 'config.js
   const byClass = ARCHITECTURES.find((a) => classes.some((c) => a.classes.includes(c)));
   if (byClass && (modelType === undefined || modelType === null)) return byClass;
   const what =
-    typeof modelType === 'string' ? `model_type '${modelType}'` : classes.length ? `architectures ${JSON.stringify(classes)}` : 'no model_type';
+    typeof modelType === 'string'
+      ? `model_type '${modelType}'`
+      : classes.length
+        ? `architectures ${JSON.stringify(classes)}`
+        : 'no model_type';
   throw new ScalpelError(
     `${file}: ${what} is not supported; supported model_type values: ${SUPPORTED_MODEL_TYPES.join(', ')}`,
   );
 }
 
 /** config.json → the architecture and its ModelArgs. */
-export function parseConfig(raw: Record<string, unknown>, file = 'config.json'): { arch: Architecture; args: ModelArgs } {
+export function parseConfig(
+  raw: Record<string, unknown>,
+  file = 'config.json',
+): { arch: Architecture; args: ModelArgs } {
   const arch = findArchitecture(raw, file);
   return { arch, args: arch.args(new Config(raw, file)) };
 }

@@ -39,7 +39,9 @@ export const phi3: Architecture = {
       m = /^(model\.layers\.\d+\.mlp\.)gate_up_proj\.weight$/.exec(name);
       if (m) {
         if (t.shape[0] !== 2 * a.intermediate)
-          throw new ScalpelError(`model weights: tensor '${name}' has ${t.shape[0]} rows, expected ${2 * a.intermediate}`);
+          throw new ScalpelError(
+            `model weights: tensor '${name}' has ${t.shape[0]} rows, expected ${2 * a.intermediate}`,
+          );
         out.delete(name);
         out.set(`${m[1]}gate_proj.weight`, rows(t, 0, a.intermediate, `${m[1]}gate_proj.weight`));
         out.set(`${m[1]}up_proj.weight`, rows(t, a.intermediate, 2 * a.intermediate, `${m[1]}up_proj.weight`));

@@ -20,8 +20,14 @@ export interface CommonOpts {
 /** Options that set the method's configuration (all stages). */
 function addMethodOptions(cmd: Command): Command {
   return cmd
-    .option('--data-dir <dir>', 'folder of public prompt sets (the raw/ layout); default $SCALPEL_DATA, else the built-in sets')
-    .option('--paper', "the paper code's defaults: no harm guard, zero ablation, refusal tokens from the responses \"I\"/\"As\"")
+    .option(
+      '--data-dir <dir>',
+      'folder of public prompt sets (the raw/ layout); default $SCALPEL_DATA, else the built-in sets',
+    )
+    .option(
+      '--paper',
+      'the paper code\'s defaults: no harm guard, zero ablation, refusal tokens from the responses "I"/"As"',
+    )
     .option('--harmful-train <set>', 'harmful training prompts: a dataset name or a prompt file')
     .option('--harmful-val <set>', 'harmful validation prompts (harm guard, --target true)')
     .option('--harmless-train <set>', 'harmless training prompts')
@@ -32,17 +38,32 @@ function addMethodOptions(cmd: Command): Command {
     .option('--n-train <n>', 'prompts sampled from each training set (default 128)')
     .option('--n-val <n>', 'prompts sampled from each validation set (default 32)')
     .option('--seed <n>', 'seed of the sampling RNG, mulberry32 (default 1)')
-    .option('--refusal-tokens <list>', '"auto" (default: first tokens of the model\'s refusals to harmful and pseudo-harmful prompts), "auto-harmful" (harmful only), "paper", or a comma list of token ids / response starts')
-    .option('--probe-tokens <n>', "tokens generated per probed training prompt (harmful, and pseudo-harmful with auto) to find the model's refusals (default 16)")
+    .option(
+      '--refusal-tokens <list>',
+      '"auto" (default: first tokens of the model\'s refusals to harmful and pseudo-harmful prompts), "auto-harmful" (harmful only), "paper", or a comma list of token ids / response starts',
+    )
+    .option(
+      '--probe-tokens <n>',
+      "tokens generated per probed training prompt (harmful, and pseudo-harmful with auto) to find the model's refusals (default 16)",
+    )
     .option('--no-filter', 'keep all training prompts (no refusal-score filter)')
     .option('--lambda <x>', 'partial orthogonalization strength λ in [0, 1] (default 1)')
-    .option('--target <which>', '"false" (default): the false-refusal vector; "true": the true-refusal direction (Arditi et al.)')
+    .option(
+      '--target <which>',
+      '"false" (default): the false-refusal vector; "true": the true-refusal direction (Arditi et al.)',
+    )
     .option('--ablation <mode>', '"zero" (default) or "affine" (set the projection to the harmless mean)')
     .option('--kl-threshold <x>', 'reject candidates with harmless-val KL above this (default 0.2)')
     .option('--prune <fraction>', 'reject candidates from the last fraction of layers (default 0.2)')
-    .option('--no-harm-guard', "the paper's rule: do not reject candidates that push the harmful-val refusal score below 0")
+    .option(
+      '--no-harm-guard',
+      "the paper's rule: do not reject candidates that push the harmful-val refusal score below 0",
+    )
     .option('--true-kl-threshold <x>', '--target true: reject candidates with harmless-val KL above this (default 0.1)')
-    .option('--induce-threshold <x>', '--target true: adding r must raise the harmless-val refusal score above this (default 0)')
+    .option(
+      '--induce-threshold <x>',
+      '--target true: adding r must raise the harmless-val refusal score above this (default 0)',
+    )
     .option('--alpha <x>', 'also add α·r of a selected true-refusal candidate at its layer (default 0: off)')
     .option('--actadd-kl-threshold <x>', 'KL threshold when selecting the actadd vector (default 2)')
     .option('--max-new-tokens <n>', 'tokens generated per evaluation prompt (default 64)')
@@ -116,6 +137,7 @@ export function openRun(runFlag: string, modelFlag?: string): { runDir: string; 
 export function lambdaFlag(text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
   const lambda = Number(text);
-  if (text.trim() === '' || !(lambda >= 0 && lambda <= 1)) throw new ScalpelError(`--lambda ${text}: expected a number in [0, 1]`);
+  if (text.trim() === '' || !(lambda >= 0 && lambda <= 1))
+    throw new ScalpelError(`--lambda ${text}: expected a number in [0, 1]`);
   return lambda;
 }

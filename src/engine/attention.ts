@@ -26,7 +26,8 @@ let acc = new Float64Array(0);
 /** out[b, i, h, :] = Σ_j softmax_j(softcap(q·k_j · scale)) v_j, with q [batch, seq, heads·headDim]. */
 export function attention(out: Float32Array, q: Float32Array, cache: KVCache, layer: number, a: AttentionArgs): void {
   const { batch, seq, start, numHeads: H, numKvHeads: Hkv, headDim: D, scale, softcap, window } = a;
-  const K = cache.k[layer]!, V = cache.v[layer]!;
+  const K = cache.k[layer]!,
+    V = cache.v[layer]!;
   const group = H / Hkv;
   if (scores.length < start + seq) scores = new Float64Array(start + seq);
   if (acc.length < D) acc = new Float64Array(D);

@@ -29,9 +29,18 @@ export class KVCache {
   /**
    * Stores k and v [batch, seq, kvHeads·headDim] of one layer at positions start … start+seq−1 of each row's slot.
    */
-  write(layer: number, k: Float32Array, v: Float32Array, batch: number, seq: number, start: number, slots: Int32Array): void {
+  write(
+    layer: number,
+    k: Float32Array,
+    v: Float32Array,
+    batch: number,
+    seq: number,
+    start: number,
+    slots: Int32Array,
+  ): void {
     const { numKvHeads: H, headDim: D } = this.args;
-    const K = this.k[layer]!, V = this.v[layer]!;
+    const K = this.k[layer]!,
+      V = this.v[layer]!;
     for (let b = 0; b < batch; b++) {
       for (let i = 0; i < seq; i++) {
         const src = (b * seq + i) * H * D;

@@ -57,7 +57,8 @@ function checkPrompts(model: Model, prompts: readonly (readonly number[])[]): vo
 
 /** Indices of prompts sorted by length (stable), cut into batches of at most batchSize. */
 function batches(prompts: readonly (readonly number[])[], batchSize: number): number[][] {
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new ScalpelError(`batchSize must be a positive integer, got ${batchSize}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new ScalpelError(`batchSize must be a positive integer, got ${batchSize}`);
   const order = prompts.map((_, i) => i).sort((a, b) => prompts[a]!.length - prompts[b]!.length || a - b);
   const out: number[][] = [];
   for (let i = 0; i < order.length; i += batchSize) out.push(order.slice(i, i + batchSize));
@@ -82,7 +83,11 @@ export function releaseCache(model: Model): void {
 }
 
 /** The logits at the last position of every prompt ([vocab] each), in the caller's order. */
-export function lastLogits(model: Model, prompts: readonly (readonly number[])[], opts: RunOptions = {}): Float32Array[] {
+export function lastLogits(
+  model: Model,
+  prompts: readonly (readonly number[])[],
+  opts: RunOptions = {},
+): Float32Array[] {
   checkPrompts(model, prompts);
   const V = model.vocabSize;
   const out: Float32Array[] = new Array(prompts.length);
@@ -103,10 +108,15 @@ export function lastLogits(model: Model, prompts: readonly (readonly number[])[]
  * Greedy continuation of every prompt: up to maxNewTokens new ids each, stopping a row at its first EOS (not
  * included). Finished rows leave the batch, so later decode steps only run the rows still generating.
  */
-export function greedyGenerate(model: Model, prompts: readonly (readonly number[])[], opts: GenerateOptions): number[][] {
+export function greedyGenerate(
+  model: Model,
+  prompts: readonly (readonly number[])[],
+  opts: GenerateOptions,
+): number[][] {
   checkPrompts(model, prompts);
   const { maxNewTokens } = opts;
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new ScalpelError(`maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
+    throw new ScalpelError(`maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
   const eos = new Set(opts.eosTokenIds);
   const V = model.vocabSize;
   const longRopeMax = model.args.layers.find((l) => l.rope.long)?.rope.long!.originalMax ?? -1;
@@ -141,7 +151,13 @@ export function greedyGenerate(model: Model, prompts: readonly (readonly number[
         for (const r of crossing) {
           const full = Int32Array.from([...r.prompt, ...r.result]);
           const one = new Float32Array(V);
-          const step = { tokens: full, batch: 1, seq: full.length, start: r.firstReal, firstReal: Int32Array.of(r.firstReal) };
+          const step = {
+            tokens: full,
+            batch: 1,
+            seq: full.length,
+            start: r.firstReal,
+            firstReal: Int32Array.of(r.firstReal),
+          };
           model.forward({ ...step, slots: Int32Array.of(r.slot), cache, hooks: opts.hooks }, one);
           r.next = argmax(one);
         }

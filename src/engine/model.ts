@@ -149,7 +149,9 @@ export class Model {
     const qw = a.numHeads * a.headDim;
     const kvw = a.numKvHeads * a.headDim;
     if (start + seq > step.cache.capacity || step.slots.some((s) => s >= step.cache.slots))
-      throw new Error(`forward: columns ${start}…${start + seq - 1} or slots [${step.slots}] exceed the KV cache (${step.cache.slots} × ${step.cache.capacity})`);
+      throw new Error(
+        `forward: columns ${start}…${start + seq - 1} or slots [${step.slots}] exceed the KV cache (${step.cache.slots} × ${step.cache.capacity})`,
+      );
     const buf = this.buffersFor(rows);
     const x = buf.x.subarray(0, rows * D);
     const xn = buf.xn.subarray(0, rows * D);
@@ -174,16 +176,31 @@ export class Model {
     // cos/sin(position · invFreq) for each RoPE in use
     const half = a.headDim / 2;
     for (let r = 0; r < this.ropes.length; r++)
-      ropeTables(this.ropes[r]!, positions, batch, seq, buf.cos[r]!.subarray(0, rows * half), buf.sin[r]!.subarray(0, rows * half));
+      ropeTables(
+        this.ropes[r]!,
+        positions,
+        batch,
+        seq,
+        buf.cos[r]!.subarray(0, rows * half),
+        buf.sin[r]!.subarray(0, rows * half),
+      );
 
     // Hooks: with none registered nothing below is called and nothing is allocated.
     const hooks = step.hooks && step.hooks.size > 0 ? step.hooks : undefined;
     const info = hooks ? { batch, seq, width: D, start, positions, valid } : undefined;
 
     const attnArgs: AttentionArgs = {
-      batch, seq, start, firstReal: step.firstReal, slots: step.slots,
-      numHeads: a.numHeads, numKvHeads: a.numKvHeads, headDim: a.headDim,
-      scale: a.attnScale, softcap: a.attnSoftcap, window: null,
+      batch,
+      seq,
+      start,
+      firstReal: step.firstReal,
+      slots: step.slots,
+      numHeads: a.numHeads,
+      numKvHeads: a.numKvHeads,
+      headDim: a.headDim,
+      scale: a.attnScale,
+      softcap: a.attnSoftcap,
+      window: null,
     };
 
     // x = embed[tokens] · embedScale
@@ -206,7 +223,8 @@ export class Model {
       if (L.kNorm) rmsnorm(k, k, L.kNorm, rows * a.numKvHeads, a.headDim, a.normEps);
       // q, k = rope(q, k, position)
       const r = this.ropes.indexOf(layer.rope);
-      const cos = buf.cos[r]!, sin = buf.sin[r]!;
+      const cos = buf.cos[r]!,
+        sin = buf.sin[r]!;
       applyRope(q, rows, a.numHeads, a.headDim, layer.rope.rotaryDim, cos, sin);
       applyRope(k, rows, a.numKvHeads, a.headDim, layer.rope.rotaryDim, cos, sin);
       // cache[l] ← k, v at columns start … start+seq−1
@@ -249,7 +267,13 @@ export class Model {
 }
 
 /** Calls the hooks registered under `name` on an activation block. */
-function runHooks(hooks: HookMap, name: string, layer: number, act: Float32Array, info: Omit<HookContext, 'name' | 'layer'>): void {
+function runHooks(
+  hooks: HookMap,
+  name: string,
+  layer: number,
+  act: Float32Array,
+  info: Omit<HookContext, 'name' | 'layer'>,
+): void {
   const fns = hooks.get(name);
   if (!fns) return;
   for (const fn of fns) fn(act, { name, layer, ...info });

@@ -5,7 +5,14 @@ import type { Matrix } from './types.js';
 import { f16Lookup } from './kernels/js.js';
 
 /** out[r] = x[r] / sqrt(mean(x[r]²) + eps) · w, for `rows` rows of `dim` (out may be x). */
-export function rmsnorm(out: Float32Array, x: Float32Array, w: Float32Array, rows: number, dim: number, eps: number): void {
+export function rmsnorm(
+  out: Float32Array,
+  x: Float32Array,
+  w: Float32Array,
+  rows: number,
+  dim: number,
+  eps: number,
+): void {
   for (let r = 0; r < rows; r++) {
     const o = r * dim;
     let ss = 0;
@@ -51,7 +58,8 @@ export function embed(out: Float32Array, table: Matrix, tokens: Int32Array, scal
     const src = tokens[i]! * d;
     const o = i * d;
     if (table.dtype === 'f32') out.set((table.data as Float32Array).subarray(src, src + d), o);
-    else if (table.dtype === 'bf16') for (let t = 0; t < d; t++) u32[o + t] = (table.data as Uint16Array)[src + t]! << 16;
+    else if (table.dtype === 'bf16')
+      for (let t = 0; t < d; t++) u32[o + t] = (table.data as Uint16Array)[src + t]! << 16;
     else for (let t = 0; t < d; t++) out[o + t] = f16![(table.data as Uint16Array)[src + t]!]!;
     if (scale !== 1) for (let t = 0; t < d; t++) out[o + t] = out[o + t]! * scale;
   }
@@ -61,7 +69,14 @@ export function embed(out: Float32Array, table: Matrix, tokens: Int32Array, scal
  * cos / sin tables [batch·seq, rotaryDim/2] for the given positions (padding gets position 0). LongRoPE picks its
  * long frequencies per row once the row's sequence is longer than original_max_position_embeddings.
  */
-export function ropeTables(rope: RopeSpec, positions: Int32Array, batch: number, seq: number, cos: Float32Array, sin: Float32Array): void {
+export function ropeTables(
+  rope: RopeSpec,
+  positions: Int32Array,
+  batch: number,
+  seq: number,
+  cos: Float32Array,
+  sin: Float32Array,
+): void {
   const half = rope.rotaryDim / 2;
   for (let b = 0; b < batch; b++) {
     const rowLen = positions[(b + 1) * seq - 1]! + 1; // the last column is always a real token
@@ -81,15 +96,25 @@ export function ropeTables(rope: RopeSpec, positions: Int32Array, batch: number,
  * Rotates the first rotaryDim dims of every head (rotate-half convention, as transformers):
  * (x1, x2) → (x1·cos − x2·sin, x2·cos + x1·sin) with x1 = x[i], x2 = x[i + rotaryDim/2].
  */
-export function applyRope(x: Float32Array, rows: number, heads: number, headDim: number, rotaryDim: number, cos: Float32Array, sin: Float32Array): void {
+export function applyRope(
+  x: Float32Array,
+  rows: number,
+  heads: number,
+  headDim: number,
+  rotaryDim: number,
+  cos: Float32Array,
+  sin: Float32Array,
+): void {
   const half = rotaryDim / 2;
   for (let r = 0; r < rows; r++) {
     const t = r * half;
     for (let h = 0; h < heads; h++) {
       const o = (r * heads + h) * headDim;
       for (let i = 0; i < half; i++) {
-        const c = cos[t + i]!, s = sin[t + i]!;
-        const x1 = x[o + i]!, x2 = x[o + half + i]!;
+        const c = cos[t + i]!,
+          s = sin[t + i]!;
+        const x1 = x[o + i]!,
+          x2 = x[o + half + i]!;
         x[o + i] = Math.fround(x1 * c) - Math.fround(x2 * s);
         x[o + half + i] = Math.fround(x2 * c) + Math.fround(x1 * s);
       }

@@ -63,6 +63,12 @@ export type Hook = (act: Float32Array, ctx: HookContext) => void;
 /** Hook name → hooks, run in order. Names: hook_embed, blocks.{l}.hook_resid_pre|hook_resid_mid|hook_resid_post|hook_attn_out|hook_mlp_out. */
 export type HookMap = Map<string, Hook[]>;
 
-export const HOOK_POINTS = ['hook_resid_pre', 'hook_attn_out', 'hook_resid_mid', 'hook_mlp_out', 'hook_resid_post'] as const;
+export const HOOK_POINTS = [
+  'hook_resid_pre',
+  'hook_attn_out',
+  'hook_resid_mid',
+  'hook_mlp_out',
+  'hook_resid_post',
+] as const;
 export type HookPoint = (typeof HOOK_POINTS)[number];
 export const hookName = (layer: number, point: HookPoint): string => `blocks.${layer}.${point}`;

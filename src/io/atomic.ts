@@ -16,11 +16,16 @@ function tempPathFor(target: string): string {
 /** A failure to create or replace the target, as a one-line user-facing error. */
 function cannotWrite(target: string, err: unknown): ScalpelError {
   const e = err as NodeJS.ErrnoException;
-  const why = e.code === 'ENOENT' ? `directory ${path.dirname(target)} does not exist`
-    : e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied'
-    : e.code === 'ENOSPC' ? 'no space left on the device'
-    : e.code === 'EISDIR' ? 'it is a directory'
-    : (e.code ?? e.message);
+  const why =
+    e.code === 'ENOENT'
+      ? `directory ${path.dirname(target)} does not exist`
+      : e.code === 'EACCES' || e.code === 'EPERM'
+        ? 'permission denied'
+        : e.code === 'ENOSPC'
+          ? 'no space left on the device'
+          : e.code === 'EISDIR'
+            ? 'it is a directory'
+            : (e.code ?? e.message);
   return new ScalpelError(`${target}: cannot write (${why})`);
 }
 
@@ -103,7 +108,8 @@ export function writeFileAtomicSync(target: string, data: string | Uint8Array | 
   }
   let ok = false;
   try {
-    for (let off = 0; off < bytes.byteLength; ) off += fs.writeSync(fd, bytes, off, Math.min(MAX_IO, bytes.byteLength - off));
+    for (let off = 0; off < bytes.byteLength; )
+      off += fs.writeSync(fd, bytes, off, Math.min(MAX_IO, bytes.byteLength - off));
     fs.fsyncSync(fd);
     ok = true;
   } catch (err) {

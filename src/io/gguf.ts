@@ -19,7 +19,19 @@ export const GGUF_DEFAULT_ALIGNMENT = 32;
 
 /** Metadata value types, with their codes in the file. */
 export const GGUF_VALUE_TYPES = {
-  u8: 0, i8: 1, u16: 2, i16: 3, u32: 4, i32: 5, f32: 6, bool: 7, string: 8, array: 9, u64: 10, i64: 11, f64: 12,
+  u8: 0,
+  i8: 1,
+  u16: 2,
+  i16: 3,
+  u32: 4,
+  i32: 5,
+  f32: 6,
+  bool: 7,
+  string: 8,
+  array: 9,
+  u64: 10,
+  i64: 11,
+  f64: 12,
 } as const;
 export type GgufScalarType = Exclude<keyof typeof GGUF_VALUE_TYPES, 'array'>;
 type Scalar = number | bigint | boolean | string;
@@ -42,7 +54,11 @@ export const gguf = {
 
 /** ggml tensor types this writer emits. */
 export const GGML_TYPES = { f32: 0, f16: 1, bf16: 30 } as const;
-const GGML_TYPE_NAMES = new Map<number, WeightDType>([[0, 'f32'], [1, 'f16'], [30, 'bf16']]);
+const GGML_TYPE_NAMES = new Map<number, WeightDType>([
+  [0, 'f32'],
+  [1, 'f16'],
+  [30, 'bf16'],
+]);
 /** llama.cpp's general.file_type for "mostly" this dtype (LLAMA_FTYPE_ALL_F32, MOSTLY_F16, MOSTLY_BF16). */
 export const LLAMA_FILE_TYPES = { f32: 0, f16: 1, bf16: 32 } as const;
 
@@ -70,16 +86,56 @@ class ByteSink {
     this.buf.copy(next, 0, 0, this.length);
     this.buf = next;
   }
-  u8(v: number): void { this.reserve(1); this.buf.writeUInt8(v, this.length); this.length += 1; }
-  i8(v: number): void { this.reserve(1); this.buf.writeInt8(v, this.length); this.length += 1; }
-  u16(v: number): void { this.reserve(2); this.buf.writeUInt16LE(v, this.length); this.length += 2; }
-  i16(v: number): void { this.reserve(2); this.buf.writeInt16LE(v, this.length); this.length += 2; }
-  u32(v: number): void { this.reserve(4); this.buf.writeUInt32LE(v, this.length); this.length += 4; }
-  i32(v: number): void { this.reserve(4); this.buf.writeInt32LE(v, this.length); this.length += 4; }
-  f32(v: number): void { this.reserve(4); this.buf.writeFloatLE(v, this.length); this.length += 4; }
-  f64(v: number): void { this.reserve(8); this.buf.writeDoubleLE(v, this.length); this.length += 8; }
-  u64(v: number | bigint): void { this.reserve(8); this.buf.writeBigUInt64LE(BigInt(v), this.length); this.length += 8; }
-  i64(v: number | bigint): void { this.reserve(8); this.buf.writeBigInt64LE(BigInt(v), this.length); this.length += 8; }
+  u8(v: number): void {
+    this.reserve(1);
+    this.buf.writeUInt8(v, this.length);
+    this.length += 1;
+  }
+  i8(v: number): void {
+    this.reserve(1);
+    this.buf.writeInt8(v, this.length);
+    this.length += 1;
+  }
+  u16(v: number): void {
+    this.reserve(2);
+    this.buf.writeUInt16LE(v, this.length);
+    this.length += 2;
+  }
+  i16(v: number): void {
+    this.reserve(2);
+    this.buf.writeInt16LE(v, this.length);
+    this.length += 2;
+  }
+  u32(v: number): void {
+    this.reserve(4);
+    this.buf.writeUInt32LE(v, this.length);
+    this.length += 4;
+  }
+  i32(v: number): void {
+    this.reserve(4);
+    this.buf.writeInt32LE(v, this.length);
+    this.length += 4;
+  }
+  f32(v: number): void {
+    this.reserve(4);
+    this.buf.writeFloatLE(v, this.length);
+    this.length += 4;
+  }
+  f64(v: number): void {
+    this.reserve(8);
+    this.buf.writeDoubleLE(v, this.length);
+    this.length += 8;
+  }
+  u64(v: number | bigint): void {
+    this.reserve(8);
+    this.buf.writeBigUInt64LE(BigInt(v), this.length);
+    this.length += 8;
+  }
+  i64(v: number | bigint): void {
+    this.reserve(8);
+    this.buf.writeBigInt64LE(BigInt(v), this.length);
+    this.length += 8;
+  }
   str(s: string): void {
     const bytes = Buffer.from(s, 'utf8');
     this.u64(bytes.length);
@@ -87,27 +143,58 @@ class ByteSink {
     bytes.copy(this.buf, this.length);
     this.length += bytes.length;
   }
-  zeros(n: number): void { this.reserve(n); this.buf.fill(0, this.length, this.length + n); this.length += n; }
-  bytes(): Buffer { return this.buf.subarray(0, this.length); }
+  zeros(n: number): void {
+    this.reserve(n);
+    this.buf.fill(0, this.length, this.length + n);
+    this.length += n;
+  }
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.length);
+  }
 }
 
 function writeScalar(out: ByteSink, type: GgufScalarType, v: Scalar, key: string): void {
   const num = (): number => {
-    check(typeof v === 'number' || typeof v === 'bigint', `GGUF metadata ${key}: expected a number for ${type}, got ${typeof v}`);
+    check(
+      typeof v === 'number' || typeof v === 'bigint',
+      `GGUF metadata ${key}: expected a number for ${type}, got ${typeof v}`,
+    );
     return Number(v);
   };
   switch (type) {
-    case 'u8': out.u8(num()); break;
-    case 'i8': out.i8(num()); break;
-    case 'u16': out.u16(num()); break;
-    case 'i16': out.i16(num()); break;
-    case 'u32': out.u32(num()); break;
-    case 'i32': out.i32(num()); break;
-    case 'f32': out.f32(num()); break;
-    case 'f64': out.f64(num()); break;
-    case 'u64': out.u64(typeof v === 'bigint' ? v : num()); break;
-    case 'i64': out.i64(typeof v === 'bigint' ? v : num()); break;
-    case 'bool': out.u8(v ? 1 : 0); break;
+    case 'u8':
+      out.u8(num());
+      break;
+    case 'i8':
+      out.i8(num());
+      break;
+    case 'u16':
+      out.u16(num());
+      break;
+    case 'i16':
+      out.i16(num());
+      break;
+    case 'u32':
+      out.u32(num());
+      break;
+    case 'i32':
+      out.i32(num());
+      break;
+    case 'f32':
+      out.f32(num());
+      break;
+    case 'f64':
+      out.f64(num());
+      break;
+    case 'u64':
+      out.u64(typeof v === 'bigint' ? v : num());
+      break;
+    case 'i64':
+      out.i64(typeof v === 'bigint' ? v : num());
+      break;
+    case 'bool':
+      out.u8(v ? 1 : 0);
+      break;
     case 'string':
       check(typeof v === 'string', `GGUF metadata ${key}: expected a string, got ${typeof v}`);
       out.str(v);
@@ -133,9 +220,13 @@ export async function writeGguf(
   opts: { alignment?: number } = {},
 ): Promise<void> {
   const alignment = opts.alignment ?? GGUF_DEFAULT_ALIGNMENT;
-  check(Number.isInteger(alignment) && alignment > 0 && alignment % 8 === 0, `GGUF alignment: expected a positive multiple of 8, got ${alignment}`);
+  check(
+    Number.isInteger(alignment) && alignment > 0 && alignment % 8 === 0,
+    `GGUF alignment: expected a positive multiple of 8, got ${alignment}`,
+  );
   const kv = [...metadata];
-  if (alignment !== GGUF_DEFAULT_ALIGNMENT && !kv.some(([k]) => k === 'general.alignment')) kv.push(['general.alignment', gguf.u32(alignment)]);
+  if (alignment !== GGUF_DEFAULT_ALIGNMENT && !kv.some(([k]) => k === 'general.alignment'))
+    kv.push(['general.alignment', gguf.u32(alignment)]);
   const keys = new Set<string>();
   for (const [k] of kv) {
     check(!keys.has(k), `GGUF metadata: key ${k} given twice`);
@@ -146,8 +237,14 @@ export async function writeGguf(
     check(!names.has(t.name), `GGUF tensors: ${t.name} given twice`);
     names.add(t.name);
     const count = t.shape.reduce((a, b) => a * b, 1);
-    check(count === t.data.length, `GGUF tensor ${t.name}: shape [${t.shape}] has ${count} elements, data has ${t.data.length}`);
-    check((t.dtype === 'f32') === t.data instanceof Float32Array, `GGUF tensor ${t.name}: ${t.dtype} data must be ${t.dtype === 'f32' ? 'a Float32Array' : 'a Uint16Array'}`);
+    check(
+      count === t.data.length,
+      `GGUF tensor ${t.name}: shape [${t.shape}] has ${count} elements, data has ${t.data.length}`,
+    );
+    check(
+      (t.dtype === 'f32') === t.data instanceof Float32Array,
+      `GGUF tensor ${t.name}: ${t.dtype} data must be ${t.dtype === 'f32' ? 'a Float32Array' : 'a Uint16Array'}`,
+    );
   }
 
   const out = new ByteSink();
@@ -221,9 +318,14 @@ class ByteSource {
   private buf = Buffer.alloc(0);
   private start = 0; // file position of buf[0]
   pos = 0;
-  constructor(private readonly fd: number, private readonly file: string, private readonly size: number) {}
+  constructor(
+    private readonly fd: number,
+    private readonly file: string,
+    private readonly size: number,
+  ) {}
   private need(n: number): void {
-    if (this.pos + n > this.size) throw new ScalpelError(`${this.file}: GGUF header runs past the end of the file (at byte ${this.pos})`);
+    if (this.pos + n > this.size)
+      throw new ScalpelError(`${this.file}: GGUF header runs past the end of the file (at byte ${this.pos})`);
     if (this.pos >= this.start && this.pos + n <= this.start + this.buf.length) return;
     const len = Math.min(Math.max(n, 1 << 20), this.size - this.pos);
     this.buf = Buffer.alloc(len);
@@ -237,16 +339,46 @@ class ByteSource {
     return o;
   }
   // (the offset is taken first: at() may replace this.buf)
-  u8(): number { const o = this.at(1); return this.buf.readUInt8(o); }
-  i8(): number { const o = this.at(1); return this.buf.readInt8(o); }
-  u16(): number { const o = this.at(2); return this.buf.readUInt16LE(o); }
-  i16(): number { const o = this.at(2); return this.buf.readInt16LE(o); }
-  u32(): number { const o = this.at(4); return this.buf.readUInt32LE(o); }
-  i32(): number { const o = this.at(4); return this.buf.readInt32LE(o); }
-  f32(): number { const o = this.at(4); return this.buf.readFloatLE(o); }
-  f64(): number { const o = this.at(8); return this.buf.readDoubleLE(o); }
-  u64(): bigint { const o = this.at(8); return this.buf.readBigUInt64LE(o); }
-  i64(): bigint { const o = this.at(8); return this.buf.readBigInt64LE(o); }
+  u8(): number {
+    const o = this.at(1);
+    return this.buf.readUInt8(o);
+  }
+  i8(): number {
+    const o = this.at(1);
+    return this.buf.readInt8(o);
+  }
+  u16(): number {
+    const o = this.at(2);
+    return this.buf.readUInt16LE(o);
+  }
+  i16(): number {
+    const o = this.at(2);
+    return this.buf.readInt16LE(o);
+  }
+  u32(): number {
+    const o = this.at(4);
+    return this.buf.readUInt32LE(o);
+  }
+  i32(): number {
+    const o = this.at(4);
+    return this.buf.readInt32LE(o);
+  }
+  f32(): number {
+    const o = this.at(4);
+    return this.buf.readFloatLE(o);
+  }
+  f64(): number {
+    const o = this.at(8);
+    return this.buf.readDoubleLE(o);
+  }
+  u64(): bigint {
+    const o = this.at(8);
+    return this.buf.readBigUInt64LE(o);
+  }
+  i64(): bigint {
+    const o = this.at(8);
+    return this.buf.readBigInt64LE(o);
+  }
   /** A u64 that must fit a JS number (counts, lengths, offsets). */
   count(what: string): number {
     const v = this.u64();
@@ -266,18 +398,30 @@ const TYPE_BY_CODE = new Map<number, keyof typeof GGUF_VALUE_TYPES>(
 
 function readScalar(src: ByteSource, type: GgufScalarType): Scalar {
   switch (type) {
-    case 'u8': return src.u8();
-    case 'i8': return src.i8();
-    case 'u16': return src.u16();
-    case 'i16': return src.i16();
-    case 'u32': return src.u32();
-    case 'i32': return src.i32();
-    case 'f32': return src.f32();
-    case 'f64': return src.f64();
-    case 'u64': return src.u64();
-    case 'i64': return src.i64();
-    case 'bool': return src.u8() !== 0;
-    case 'string': return src.str();
+    case 'u8':
+      return src.u8();
+    case 'i8':
+      return src.i8();
+    case 'u16':
+      return src.u16();
+    case 'i16':
+      return src.i16();
+    case 'u32':
+      return src.u32();
+    case 'i32':
+      return src.i32();
+    case 'f32':
+      return src.f32();
+    case 'f64':
+      return src.f64();
+    case 'u64':
+      return src.u64();
+    case 'i64':
+      return src.i64();
+    case 'bool':
+      return src.u8() !== 0;
+    case 'string':
+      return src.str();
   }
 }
 
@@ -289,7 +433,8 @@ export function readGgufHeader(file: string): GgufFile {
     const src = new ByteSource(fd, file, size);
     if (src.u32() !== GGUF_MAGIC) throw new ScalpelError(`${file}: not a GGUF file (bad magic)`);
     const version = src.u32();
-    if (version !== 2 && version !== 3) throw new ScalpelError(`${file}: GGUF version ${version} is not supported (expected 3)`);
+    if (version !== 2 && version !== 3)
+      throw new ScalpelError(`${file}: GGUF version ${version} is not supported (expected 3)`);
     const nTensors = src.count('tensor count');
     const nKv = src.count('metadata count');
     const metadata = new Map<string, Scalar | Scalar[]>();
@@ -304,7 +449,8 @@ export function readGgufHeader(file: string): GgufFile {
       const type = valueType(src.u32());
       if (type === 'array') {
         const itemType = valueType(src.u32());
-        if (itemType === 'array') throw new ScalpelError(`${file}: GGUF metadata ${key}: nested arrays are not supported`);
+        if (itemType === 'array')
+          throw new ScalpelError(`${file}: GGUF metadata ${key}: nested arrays are not supported`);
         const n = src.count(`${key} length`);
         const values: Scalar[] = new Array(n);
         for (let j = 0; j < n; j++) values[j] = readScalar(src, itemType);
@@ -325,7 +471,8 @@ export function readGgufHeader(file: string): GgufFile {
       for (let d = 0; d < nDims; d++) dims.push(src.count(`${name} dimension`));
       const ggmlType = src.u32();
       const rel = src.count(`${name} offset`);
-      if (rel % alignment !== 0) throw new ScalpelError(`${file}: GGUF tensor ${name} offset ${rel} is not aligned to ${alignment}`);
+      if (rel % alignment !== 0)
+        throw new ScalpelError(`${file}: GGUF tensor ${name} offset ${rel} is not aligned to ${alignment}`);
       raw.push({ name, shape: dims.reverse(), ggmlType, rel });
     }
     const dataOffset = alignUp(src.pos, alignment);
@@ -346,7 +493,10 @@ export function readGgufHeader(file: string): GgufFile {
 
 /** Reads one tensor's data (f32 / f16 / bf16 only) as it is stored. */
 export function readGgufTensor(file: string, info: GgufTensorInfo): Float32Array | Uint16Array {
-  if (!info.dtype) throw new ScalpelError(`${file}: GGUF tensor ${info.name} has ggml type ${info.ggmlType}, only f32/f16/bf16 can be read`);
+  if (!info.dtype)
+    throw new ScalpelError(
+      `${file}: GGUF tensor ${info.name} has ggml type ${info.ggmlType}, only f32/f16/bf16 can be read`,
+    );
   const count = info.shape.reduce((a, b) => a * b, 1);
   const bytes = Buffer.alloc(count * (info.dtype === 'f32' ? 4 : 2));
   const fd = fs.openSync(file, 'r');
@@ -355,7 +505,9 @@ export function readGgufTensor(file: string, info: GgufTensorInfo): Float32Array
   } finally {
     fs.closeSync(fd);
   }
-  return info.dtype === 'f32' ? new Float32Array(bytes.buffer, bytes.byteOffset, count) : new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+  return info.dtype === 'f32'
+    ? new Float32Array(bytes.buffer, bytes.byteOffset, count)
+    : new Uint16Array(bytes.buffer, bytes.byteOffset, count);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -448,11 +600,20 @@ const TOKEN_TYPE = { normal: 1, control: 3, userDefined: 4, unused: 5 } as const
  */
 export function gpt2TokenizerMetadata(
   tok: TokenizerJson,
-  opts: { vocabSize: number; pre: string; eosTokenId?: number; bosTokenId?: number; padTokenId?: number; addBos?: boolean; chatTemplate?: string },
+  opts: {
+    vocabSize: number;
+    pre: string;
+    eosTokenId?: number;
+    bosTokenId?: number;
+    padTokenId?: number;
+    addBos?: boolean;
+    chatTemplate?: string;
+  },
 ): Array<[string, GgufValue]> {
   const vocab = tok.model?.vocab;
   const merges = tok.model?.merges;
-  if (tok.model?.type !== 'BPE' || !vocab || !merges) throw new ScalpelError('tokenizer.json: model: expected a BPE model with vocab and merges');
+  if (tok.model?.type !== 'BPE' || !vocab || !merges)
+    throw new ScalpelError('tokenizer.json: model: expected a BPE model with vocab and merges');
   const tokens: string[] = new Array(opts.vocabSize);
   const types: number[] = new Array(opts.vocabSize).fill(TOKEN_TYPE.normal);
   for (const [text, id] of Object.entries(vocab)) if (id < opts.vocabSize) tokens[id] = text;
@@ -472,7 +633,13 @@ export function gpt2TokenizerMetadata(
     ['tokenizer.ggml.pre', gguf.str(opts.pre)],
     ['tokenizer.ggml.tokens', gguf.array('string', tokens)],
     ['tokenizer.ggml.token_type', gguf.array('i32', types)],
-    ['tokenizer.ggml.merges', gguf.array('string', merges.map((m) => (typeof m === 'string' ? m : `${m[0]} ${m[1]}`)))],
+    [
+      'tokenizer.ggml.merges',
+      gguf.array(
+        'string',
+        merges.map((m) => (typeof m === 'string' ? m : `${m[0]} ${m[1]}`)),
+      ),
+    ],
   ];
   if (opts.eosTokenId !== undefined) kv.push(['tokenizer.ggml.eos_token_id', gguf.u32(opts.eosTokenId)]);
   if (opts.bosTokenId !== undefined) kv.push(['tokenizer.ggml.bos_token_id', gguf.u32(opts.bosTokenId)]);

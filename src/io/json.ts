@@ -23,6 +23,7 @@ export function readJsonFile(file: string, optional = false): Record<string, unk
   } catch (err) {
     throw new ScalpelError(`${file}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
   }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new ScalpelError(`${file}: expected a JSON object`);
+  if (json === null || typeof json !== 'object' || Array.isArray(json))
+    throw new ScalpelError(`${file}: expected a JSON object`);
   return json as Record<string, unknown>;
 }

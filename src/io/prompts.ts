@@ -6,7 +6,16 @@ import { extname, basename } from 'node:path';
 import { ScalpelError } from '../errors.js';
 
 /** Field names tried, in order, when no column is given. */
-export const PROMPT_FIELDS = ['prompt', 'instruction', 'goal', 'forbidden_prompt', 'behavior', 'question', 'text', 'query'];
+export const PROMPT_FIELDS = [
+  'prompt',
+  'instruction',
+  'goal',
+  'forbidden_prompt',
+  'behavior',
+  'question',
+  'text',
+  'query',
+];
 
 export interface PromptFileOptions {
   /** CSV column or JSON field holding the prompt. */
@@ -62,7 +71,8 @@ export function parseCsv(text: string, file = 'CSV'): string[][] {
 function pickField(keys: string[], column: string | undefined, file: string): string {
   if (column !== undefined) {
     const exact = keys.find((k) => k === column) ?? keys.find((k) => k.toLowerCase() === column.toLowerCase());
-    if (exact === undefined) throw new ScalpelError(`${file}: no column "${column}" (columns: ${keys.join(', ') || 'none'})`);
+    if (exact === undefined)
+      throw new ScalpelError(`${file}: no column "${column}" (columns: ${keys.join(', ') || 'none'})`);
     return exact;
   }
   for (const f of PROMPT_FIELDS) {
@@ -70,10 +80,17 @@ function pickField(keys: string[], column: string | undefined, file: string): st
     if (k !== undefined) return k;
   }
   if (keys.length === 1) return keys[0]!;
-  throw new ScalpelError(`${file}: cannot tell which column holds the prompt (columns: ${keys.join(', ')}); pass --column`);
+  throw new ScalpelError(
+    `${file}: cannot tell which column holds the prompt (columns: ${keys.join(', ')}); pass --column`,
+  );
 }
 
-function fromValues(values: unknown[], column: string | undefined, file: string, where: (i: number) => string): string[] {
+function fromValues(
+  values: unknown[],
+  column: string | undefined,
+  file: string,
+  where: (i: number) => string,
+): string[] {
   const out: string[] = [];
   let field: string | undefined;
   values.forEach((v, i) => {
@@ -87,24 +104,37 @@ function fromValues(values: unknown[], column: string | undefined, file: string,
     const obj = v as Record<string, unknown>;
     field ??= pickField(Object.keys(obj), column, file);
     const p = obj[field];
-    if (typeof p !== 'string') throw new ScalpelError(`${file}${where(i)}: field "${field}" is missing or not a string`);
+    if (typeof p !== 'string')
+      throw new ScalpelError(`${file}${where(i)}: field "${field}" is missing or not a string`);
     out.push(p);
   });
   return out;
 }
 
 /** Parses prompt-file text by format ('csv' | 'json' | 'jsonl' | 'txt'). */
-export function parsePrompts(text: string, format: 'csv' | 'json' | 'jsonl' | 'txt', file: string, opts: PromptFileOptions = {}): string[] {
+export function parsePrompts(
+  text: string,
+  format: 'csv' | 'json' | 'jsonl' | 'txt',
+  file: string,
+  opts: PromptFileOptions = {},
+): string[] {
   let prompts: string[];
   if (text.trim() === '') throw new ScalpelError(`${file}: file is empty, expected prompts`);
   if (format === 'csv') {
     const rows = parseCsv(text, file);
     const header = rows[0]!.map((h) => h.trim());
-    const col = header.indexOf(pickField(header.filter((h) => h !== ''), opts.column, file));
+    const col = header.indexOf(
+      pickField(
+        header.filter((h) => h !== ''),
+        opts.column,
+        file,
+      ),
+    );
     prompts = [];
     for (let r = 1; r < rows.length; r++) {
       const cell = rows[r]![col];
-      if (cell === undefined) throw new ScalpelError(`${file} row ${r + 1}: has ${rows[r]!.length} fields, expected at least ${col + 1}`);
+      if (cell === undefined)
+        throw new ScalpelError(`${file} row ${r + 1}: has ${rows[r]!.length} fields, expected at least ${col + 1}`);
       prompts.push(cell);
     }
   } else if (format === 'json') {
@@ -157,7 +187,9 @@ export function readPromptFile(path: string, opts: PromptFileOptions = {}): stri
     text = readFileSync(path, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new ScalpelError(`${path}: cannot read prompt file (${code === 'ENOENT' ? 'no such file' : code ?? (e as Error).message})`);
+    throw new ScalpelError(
+      `${path}: cannot read prompt file (${code === 'ENOENT' ? 'no such file' : (code ?? (e as Error).message)})`,
+    );
   }
   return parsePrompts(text, promptFormat(path), path || basename(path), opts);
 }

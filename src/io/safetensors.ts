@@ -16,10 +16,22 @@ const MAX_IO = 1 << 30;
 
 /** Bytes per element of every dtype the format defines; only F32, F16 and BF16 can be loaded. */
 const ITEM_BYTES: Record<string, number> = {
-  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1, F8_E8M0: 1,
-  I16: 2, U16: 2, F16: 2, BF16: 2,
-  I32: 4, U32: 4, F32: 4,
-  I64: 8, U64: 8, F64: 8,
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E5M2: 1,
+  F8_E4M3: 1,
+  F8_E8M0: 1,
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2,
+  I32: 4,
+  U32: 4,
+  F32: 4,
+  I64: 8,
+  U64: 8,
+  F64: 8,
 };
 const LOADABLE: Record<string, WeightDType> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
 const STORED: Record<WeightDType, string> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
@@ -60,31 +72,45 @@ const fmtShape = (shape: readonly number[]): string => `[${shape.join(', ')}]`;
 const isCount = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 
 function checkHost(): void {
-  if (endianness() !== 'LE') throw new ScalpelError('safetensors: Scalpel needs a little-endian machine to read weights');
+  if (endianness() !== 'LE')
+    throw new ScalpelError('safetensors: Scalpel needs a little-endian machine to read weights');
 }
 
 /** Reads exactly `length` bytes at `position` into `target` (at `offset`), failing with a one-line error if the file ends. */
 async function readExactly(
-  h: fsp.FileHandle, file: string, target: Uint8Array, offset: number, length: number, position: number, what: string,
+  h: fsp.FileHandle,
+  file: string,
+  target: Uint8Array,
+  offset: number,
+  length: number,
+  position: number,
+  what: string,
 ): Promise<void> {
   let done = 0;
   while (done < length) {
     const { bytesRead } = await h.read(target, offset + done, Math.min(MAX_IO, length - done), position + done);
-    if (bytesRead === 0) fail(file, `file is truncated: ${what} needs bytes up to ${position + length}, the file ends at ${position + done}`);
+    if (bytesRead === 0)
+      fail(
+        file,
+        `file is truncated: ${what} needs bytes up to ${position + length}, the file ends at ${position + done}`,
+      );
     done += bytesRead;
   }
 }
 
 async function parseHeader(h: fsp.FileHandle, file: string): Promise<SafetensorsHeader> {
   const fileSize = (await h.stat()).size;
-  if (fileSize < 8) fail(file, `file is truncated: ${fileSize} bytes, a safetensors file starts with an 8-byte header length`);
+  if (fileSize < 8)
+    fail(file, `file is truncated: ${fileSize} bytes, a safetensors file starts with an 8-byte header length`);
   const lenBytes = new Uint8Array(8);
   await readExactly(h, file, lenBytes, 0, 8, 0, 'the header length');
   const n = new DataView(lenBytes.buffer).getBigUint64(0, true);
-  if (n > BigInt(MAX_HEADER_BYTES)) fail(file, `header length ${n} is larger than the limit of ${MAX_HEADER_BYTES} bytes (not a safetensors file?)`);
+  if (n > BigInt(MAX_HEADER_BYTES))
+    fail(file, `header length ${n} is larger than the limit of ${MAX_HEADER_BYTES} bytes (not a safetensors file?)`);
   const headerLen = Number(n);
   if (headerLen < 2) fail(file, `header length ${headerLen} is too small for a JSON object`);
-  if (8 + headerLen > fileSize) fail(file, `file is truncated: header length ${headerLen} needs ${8 + headerLen} bytes, the file has ${fileSize}`);
+  if (8 + headerLen > fileSize)
+    fail(file, `file is truncated: header length ${headerLen} needs ${8 + headerLen} bytes, the file has ${fileSize}`);
   const raw = new Uint8Array(headerLen);
   await readExactly(h, file, raw, 0, headerLen, 8, 'the header');
   let text: string;
@@ -108,7 +134,8 @@ async function parseHeader(h: fsp.FileHandle, file: string): Promise<Safetensors
   const list: SafetensorsEntry[] = [];
   for (const [name, value] of Object.entries(json as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(file, 'header field __metadata__ is not an object of strings');
+      if (value === null || typeof value !== 'object' || Array.isArray(value))
+        fail(file, 'header field __metadata__ is not an object of strings');
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
         if (typeof v !== 'string') fail(file, `header field __metadata__.${k} is not a string`);
       }
@@ -116,14 +143,20 @@ async function parseHeader(h: fsp.FileHandle, file: string): Promise<Safetensors
       continue;
     }
     const where = `tensor '${name}'`;
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(file, `${where}: header entry is not an object`);
+    if (value === null || typeof value !== 'object' || Array.isArray(value))
+      fail(file, `${where}: header entry is not an object`);
     const e = value as Record<string, unknown>;
     const storedDtype = e['dtype'];
     if (typeof storedDtype !== 'string') fail(file, `${where}: field dtype is missing or not a string`);
     const item = ITEM_BYTES[storedDtype as string];
-    if (item === undefined) fail(file, `${where}: unknown dtype ${JSON.stringify(storedDtype)}, expected one of ${Object.keys(ITEM_BYTES).join(', ')}`);
+    if (item === undefined)
+      fail(
+        file,
+        `${where}: unknown dtype ${JSON.stringify(storedDtype)}, expected one of ${Object.keys(ITEM_BYTES).join(', ')}`,
+      );
     const shape = e['shape'];
-    if (!Array.isArray(shape) || !shape.every(isCount)) fail(file, `${where}: field shape is not a list of non-negative integers`);
+    if (!Array.isArray(shape) || !shape.every(isCount))
+      fail(file, `${where}: field shape is not a list of non-negative integers`);
     const offsets = e['data_offsets'];
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount)) {
       fail(file, `${where}: field data_offsets is not a pair of non-negative integers`);
@@ -133,14 +166,24 @@ async function parseHeader(h: fsp.FileHandle, file: string): Promise<Safetensors
     const numel = (shape as number[]).reduce((a, d) => a * d, 1);
     const want = numel * item!;
     if (en - b !== want) {
-      fail(file, `${where}: data_offsets [${b}, ${en}] hold ${en - b} bytes, expected ${want} for shape ${fmtShape(shape as number[])} of ${storedDtype}`);
+      fail(
+        file,
+        `${where}: data_offsets [${b}, ${en}] hold ${en - b} bytes, expected ${want} for shape ${fmtShape(shape as number[])} of ${storedDtype}`,
+      );
     }
     if (en > dataSize) {
-      fail(file, `file is truncated or the header lies: ${where} data_offsets [${b}, ${en}] run past the end of the data area (${dataSize} bytes)`);
+      fail(
+        file,
+        `file is truncated or the header lies: ${where} data_offsets [${b}, ${en}] run past the end of the data area (${dataSize} bytes)`,
+      );
     }
     list.push({
-      name, storedDtype: storedDtype as string, dtype: LOADABLE[storedDtype as string] ?? null,
-      shape: shape as number[], begin: dataStart + b, end: dataStart + en,
+      name,
+      storedDtype: storedDtype as string,
+      dtype: LOADABLE[storedDtype as string] ?? null,
+      shape: shape as number[],
+      begin: dataStart + b,
+      end: dataStart + en,
     });
   }
   list.sort((x, y) => x.begin - y.begin || x.end - y.end);
@@ -150,10 +193,18 @@ async function parseHeader(h: fsp.FileHandle, file: string): Promise<Safetensors
       const prev = list[list.indexOf(e) - 1]!;
       fail(file, `tensor '${e.name}' data_offsets overlap those of tensor '${prev.name}'`);
     }
-    if (e.begin > covered) fail(file, `data area has a hole of ${e.begin - covered} bytes before tensor '${e.name}' (header offsets are inconsistent)`);
+    if (e.begin > covered)
+      fail(
+        file,
+        `data area has a hole of ${e.begin - covered} bytes before tensor '${e.name}' (header offsets are inconsistent)`,
+      );
     covered = e.end;
   }
-  if (covered !== fileSize) fail(file, `file has ${fileSize - covered} bytes after the last tensor's data (header sizes are inconsistent with the file size ${fileSize})`);
+  if (covered !== fileSize)
+    fail(
+      file,
+      `file has ${fileSize - covered} bytes after the last tensor's data (header sizes are inconsistent with the file size ${fileSize})`,
+    );
   return { path: file, fileSize, dataStart, metadata, entries: new Map(list.map((e) => [e.name, e])) };
 }
 
@@ -259,7 +310,8 @@ const numelOf = (shape: readonly number[]) => shape.reduce((a, d) => a * d, 1);
 function dataMismatch(file: string, spec: TensorSpec, data: Float32Array | Uint16Array): string | null {
   const numel = numelOf(spec.shape);
   const okArray = spec.dtype === 'f32' ? data instanceof Float32Array : data instanceof Uint16Array;
-  return okArray && data.length === numel ? null
+  return okArray && data.length === numel
+    ? null
     : `${file}: tensor '${spec.name}' has ${data.length} ${data.constructor.name} values, expected ${numel} (shape ${fmtShape(spec.shape)} of ${spec.dtype})`;
 }
 
@@ -270,7 +322,9 @@ function dataMismatch(file: string, spec: TensorSpec, data: Float32Array | Uint1
  * name, so every tensor is aligned to its element size.
  */
 export async function writeSafetensorsStreaming(
-  file: string, specs: readonly TensorSpec[], produce: (spec: TensorSpec) => Promise<Float32Array | Uint16Array> | Float32Array | Uint16Array,
+  file: string,
+  specs: readonly TensorSpec[],
+  produce: (spec: TensorSpec) => Promise<Float32Array | Uint16Array> | Float32Array | Uint16Array,
   metadata?: Record<string, string>,
 ): Promise<void> {
   checkHost();
@@ -279,9 +333,12 @@ export async function writeSafetensorsStreaming(
     if (t.name === '__metadata__') throw new ScalpelError(`${file}: tensor name __metadata__ is reserved`);
     if (seen.has(t.name)) throw new ScalpelError(`${file}: tensor '${t.name}' is given twice`);
     seen.add(t.name);
-    if (DTYPE_BYTES[t.dtype] === undefined) throw new ScalpelError(`${file}: tensor '${t.name}' has dtype ${String(t.dtype)}, expected f32, f16 or bf16`);
+    if (DTYPE_BYTES[t.dtype] === undefined)
+      throw new ScalpelError(`${file}: tensor '${t.name}' has dtype ${String(t.dtype)}, expected f32, f16 or bf16`);
   }
-  const list = [...specs].sort((a, b) => DTYPE_BYTES[b.dtype] - DTYPE_BYTES[a.dtype] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const list = [...specs].sort(
+    (a, b) => DTYPE_BYTES[b.dtype] - DTYPE_BYTES[a.dtype] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
+  );
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) header['__metadata__'] = metadata;
   let offset = 0;
@@ -310,7 +367,9 @@ export async function writeSafetensorsStreaming(
 
 /** Writes in-memory tensors as a safetensors file, atomically (see writeSafetensorsStreaming for the layout). */
 export async function writeSafetensors(
-  file: string, tensors: Map<string, Tensor> | Iterable<Tensor>, metadata?: Record<string, string>,
+  file: string,
+  tensors: Map<string, Tensor> | Iterable<Tensor>,
+  metadata?: Record<string, string>,
 ): Promise<void> {
   const list = [...(tensors instanceof Map ? tensors.values() : tensors)];
   // Bad data fails before the temp file is created.
@@ -320,5 +379,10 @@ export async function writeSafetensors(
     if (bad) throw new ScalpelError(bad);
   }
   const byName = new Map(list.map((t) => [t.name, t]));
-  await writeSafetensorsStreaming(file, list.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })), (spec) => byName.get(spec.name)!.data, metadata);
+  await writeSafetensorsStreaming(
+    file,
+    list.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
+    (spec) => byName.get(spec.name)!.data,
+    metadata,
+  );
 }

@@ -20,7 +20,10 @@ export interface Backend {
   decode(ids: readonly number[]): string;
   tokenText(id: number): string;
   lastLogits(prompts: number[][], opts?: { hooks?: HookMap; onProgress?: OnProgress }): Promise<Float32Array[]>;
-  generate(prompts: number[][], opts: { maxNewTokens: number; hooks?: HookMap; onProgress?: OnProgress }): Promise<number[][]>;
+  generate(
+    prompts: number[][],
+    opts: { maxNewTokens: number; hooks?: HookMap; onProgress?: OnProgress },
+  ): Promise<number[][]>;
 }
 
 /** Forward-pass bookkeeping: prompts prefilled and tokens decoded. */
@@ -42,10 +45,18 @@ export class PassCounter {
 /** Wraps a backend so every call is counted. */
 export function counted(inner: Backend, counter: PassCounter): Backend {
   return {
-    get numLayers() { return inner.numLayers; },
-    get width() { return inner.width; },
-    get vocabSize() { return inner.vocabSize; },
-    get batchSize() { return inner.batchSize; },
+    get numLayers() {
+      return inner.numLayers;
+    },
+    get width() {
+      return inner.width;
+    },
+    get vocabSize() {
+      return inner.vocabSize;
+    },
+    get batchSize() {
+      return inner.batchSize;
+    },
     encodePrompt: (s) => inner.encodePrompt(s),
     postInstructionTokens: () => inner.postInstructionTokens(),
     responseFirstToken: (t) => inner.responseFirstToken(t),

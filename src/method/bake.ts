@@ -17,7 +17,13 @@ import { ScalpelError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { fromFloat32, toFloat32 } from '../io/dtype.js';
 import { readJsonFile } from '../io/json.js';
-import { openSafetensors, readSafetensorsHeader, writeSafetensorsStreaming, type SafetensorsEntry, type TensorSpec } from '../io/safetensors.js';
+import {
+  openSafetensors,
+  readSafetensorsHeader,
+  writeSafetensorsStreaming,
+  type SafetensorsEntry,
+  type TensorSpec,
+} from '../io/safetensors.js';
 import { findWeightFiles, WEIGHT_FILE } from '../model/files.js';
 import { norm, unit } from './math.js';
 
@@ -48,9 +54,11 @@ const WRITER = /^model\.layers\.(\d+)\.(self_attn\.o_proj|mlp\.down_proj)\.(weig
 const INDEX = 'model.safetensors.index.json';
 
 function unitDirection(direction: ArrayLike<number>, width: number, where: string): Float64Array {
-  if (direction.length !== width) throw new ScalpelError(`${where}: direction has ${direction.length} values, the model's hidden size is ${width}`);
+  if (direction.length !== width)
+    throw new ScalpelError(`${where}: direction has ${direction.length} values, the model's hidden size is ${width}`);
   const n = norm(direction);
-  if (!(n > 0) || !Number.isFinite(n)) throw new ScalpelError(`${where}: direction is zero or not finite, nothing to ablate`);
+  if (!(n > 0) || !Number.isFinite(n))
+    throw new ScalpelError(`${where}: direction is zero or not finite, nothing to ablate`);
   return unit(direction);
 }
 
@@ -88,18 +96,23 @@ function projectRows(t: Tensor, d: Float64Array): Tensor {
 
 function checkOutDir(outDir: string): void {
   if (!fs.existsSync(outDir)) return;
-  if (!fs.statSync(outDir).isDirectory()) throw new ScalpelError(`${outDir}: exists and is a file; choose a new directory for the baked model`);
-  if (fs.readdirSync(outDir).length > 0) throw new ScalpelError(`${outDir}: exists and is not empty; choose a new directory for the baked model`);
+  if (!fs.statSync(outDir).isDirectory())
+    throw new ScalpelError(`${outDir}: exists and is a file; choose a new directory for the baked model`);
+  if (fs.readdirSync(outDir).length > 0)
+    throw new ScalpelError(`${outDir}: exists and is not empty; choose a new directory for the baked model`);
 }
 
 /** Writes a copy of the model with `direction` projected out of every residual-stream writer. */
 export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
   const configPath = path.join(o.modelDir, 'config.json');
-  if (!fs.existsSync(configPath)) throw new ScalpelError(`${configPath}: file is missing, expected a Hugging Face model directory with config.json`);
+  if (!fs.existsSync(configPath))
+    throw new ScalpelError(`${configPath}: file is missing, expected a Hugging Face model directory with config.json`);
   const config = readJsonFile(configPath);
   const { arch, args } = parseConfig(config, configPath);
   if (args.sandwichNorms) {
-    throw new ScalpelError(`${configPath}: ${arch.name} normalises each block's output before it joins the residual stream, so a weight edit cannot remove a direction exactly; use run-time ablation (scalpel eval / generate --run) instead`);
+    throw new ScalpelError(
+      `${configPath}: ${arch.name} normalises each block's output before it joins the residual stream, so a weight edit cannot remove a direction exactly; use run-time ablation (scalpel eval / generate --run) instead`,
+    );
   }
   const d = unitDirection(o.direction, args.width, 'bake');
   checkOutDir(o.outDir);
@@ -114,9 +127,13 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
   }
   // Every writer the architecture has must be found under its standard name, or the bake would be partial.
   const expected = [EMBED];
-  for (let l = 0; l < args.numLayers; l++) expected.push(`model.layers.${l}.self_attn.o_proj.weight`, `model.layers.${l}.mlp.down_proj.weight`);
+  for (let l = 0; l < args.numLayers; l++)
+    expected.push(`model.layers.${l}.self_attn.o_proj.weight`, `model.layers.${l}.mlp.down_proj.weight`);
   const missing = expected.filter((n) => !names.has(n));
-  if (missing.length > 0) throw new ScalpelError(`${o.modelDir}: tensor ${missing[0]} not found (${missing.length} residual-stream writers missing); cannot bake this checkpoint's naming`);
+  if (missing.length > 0)
+    throw new ScalpelError(
+      `${o.modelDir}: tensor ${missing[0]} not found (${missing.length} residual-stream writers missing); cannot bake this checkpoint's naming`,
+    );
   const untied = args.tieEmbeddings && !names.has(HEAD);
 
   const tmp = `${o.outDir.replace(/[\\/]+$/, '')}.baking-${process.pid}`;
@@ -131,22 +148,31 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
       const src = await openSafetensors(file);
       try {
         const specs: TensorSpec[] = [...src.header.entries.values()].map((e) => {
-          if (e.dtype === null) throw new ScalpelError(`${file}: tensor '${e.name}' has dtype ${e.storedDtype}, Scalpel can bake F32, F16 and BF16 checkpoints`);
+          if (e.dtype === null)
+            throw new ScalpelError(
+              `${file}: tensor '${e.name}' has dtype ${e.storedDtype}, Scalpel can bake F32, F16 and BF16 checkpoints`,
+            );
           return { name: e.name, dtype: e.dtype, shape: e.shape };
         });
         const embed = specs.find((t) => t.name === EMBED);
         if (untied && embed) specs.push({ ...embed, name: HEAD }); // the output head keeps reading the original embedding
         const metadata = { ...(src.header.metadata ?? { format: 'pt' }), ...o.provenance };
-        await writeSafetensorsStreaming(path.join(tmp, path.basename(file)), specs, async (spec) => {
-          const t = await src.read(spec.name === HEAD && untied ? EMBED : spec.name);
-          let data = t.data;
-          if (spec.name === EMBED) data = projectRows(t, d).data;
-          else if (WRITER.test(spec.name)) data = (t.shape.length === 2 ? projectColumns(t, d) : projectRows(t, d)).data;
-          if (data !== t.data) changed.push(spec.name);
-          done += t.data.byteLength;
-          o.onProgress?.(Math.min(done, total), total);
-          return data;
-        }, metadata);
+        await writeSafetensorsStreaming(
+          path.join(tmp, path.basename(file)),
+          specs,
+          async (spec) => {
+            const t = await src.read(spec.name === HEAD && untied ? EMBED : spec.name);
+            let data = t.data;
+            if (spec.name === EMBED) data = projectRows(t, d).data;
+            else if (WRITER.test(spec.name))
+              data = (t.shape.length === 2 ? projectColumns(t, d) : projectRows(t, d)).data;
+            if (data !== t.data) changed.push(spec.name);
+            done += t.data.byteLength;
+            o.onProgress?.(Math.min(done, total), total);
+            return data;
+          },
+          metadata,
+        );
       } finally {
         await src.close();
       }
@@ -169,14 +195,18 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
         }
         await writeFileAtomic(path.join(tmp, entry.name), JSON.stringify(index, null, 2) + '\n');
       } else if (entry.name === 'config.json' && untied) {
-        await writeFileAtomic(path.join(tmp, entry.name), JSON.stringify({ ...config, tie_word_embeddings: false }, null, 2) + '\n');
+        await writeFileAtomic(
+          path.join(tmp, entry.name),
+          JSON.stringify({ ...config, tie_word_embeddings: false }, null, 2) + '\n',
+        );
       } else if (WEIGHT_FILE.test(entry.name)) {
         continue; // other weight formats describe the original model, not this one
       } else if (entry.name === 'README.md') {
         // The card describes the original model: say at the top what this folder is, so a copy shared onward does
         // not pass for the original.
-        const note = `> Written by \`scalpel bake\`: the weights of ${path.basename(path.resolve(o.modelDir))} with one direction projected out of `
-          + 'every residual-stream writer (see scalpel_bake.json). The card below describes the original model.\n\n';
+        const note =
+          `> Written by \`scalpel bake\`: the weights of ${path.basename(path.resolve(o.modelDir))} with one direction projected out of ` +
+          'every residual-stream writer (see scalpel_bake.json). The card below describes the original model.\n\n';
         const card = fs.readFileSync(src, 'utf8');
         // Keep YAML front matter (Hub metadata) first, where the Hub looks for it.
         const fm = /^---\n[\s\S]*?\n---\n/.exec(card);
@@ -186,14 +216,17 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
         fs.copyFileSync(src, path.join(tmp, entry.name));
       }
     }
-    await writeFileAtomic(path.join(tmp, 'scalpel_bake.json'), JSON.stringify({
-      format: 'scalpel-bake/1',
-      ...o.provenance,
-      edit: 'W <- (I - d d^T) W for the token embedding, every self_attn.o_proj and mlp.down_proj (weights and biases)',
-      untied_lm_head: untied,
-      changed_tensors: changed.length,
-      direction: Array.from(d, (v) => Math.fround(v)),
-    }) + '\n');
+    await writeFileAtomic(
+      path.join(tmp, 'scalpel_bake.json'),
+      JSON.stringify({
+        format: 'scalpel-bake/1',
+        ...o.provenance,
+        edit: 'W <- (I - d d^T) W for the token embedding, every self_attn.o_proj and mlp.down_proj (weights and biases)',
+        untied_lm_head: untied,
+        changed_tensors: changed.length,
+        direction: Array.from(d, (v) => Math.fround(v)),
+      }) + '\n',
+    );
     if (fs.existsSync(o.outDir)) fs.rmdirSync(o.outDir); // checked empty above
     fs.renameSync(tmp, o.outDir);
   } catch (e) {

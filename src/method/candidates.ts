@@ -22,22 +22,43 @@ export interface Candidates {
 
 export async function writeCandidates(
   runDir: string,
-  t: { k: number; L: number; d: number; r: ArrayLike<number>; w: ArrayLike<number>; meanHarmful: ArrayLike<number>; meanHarmless: ArrayLike<number>; meanPseudo: ArrayLike<number> },
-  postInstructionTokens: number[], fingerprint: string,
+  t: {
+    k: number;
+    L: number;
+    d: number;
+    r: ArrayLike<number>;
+    w: ArrayLike<number>;
+    meanHarmful: ArrayLike<number>;
+    meanHarmless: ArrayLike<number>;
+    meanPseudo: ArrayLike<number>;
+  },
+  postInstructionTokens: number[],
+  fingerprint: string,
 ): Promise<void> {
   mkdirSync(runDir, { recursive: true });
   const shape = [t.k, t.L, t.d];
-  await writeTensors(runDir, FILES.candidates, [
-    f32Tensor('r', shape, t.r), f32Tensor('w', shape, t.w),
-    f32Tensor('mean_harmful', shape, t.meanHarmful), f32Tensor('mean_harmless', shape, t.meanHarmless), f32Tensor('mean_pseudo', shape, t.meanPseudo),
-  ], {
-    format: 'scalpel-candidates/1',
-    layout: '[position, layer, width]; position i is post-instruction token i, i.e. offset i - positions from the end',
-    positions: String(t.k), layers: String(t.L), width: String(t.d),
-    post_instruction_tokens: JSON.stringify(postInstructionTokens),
-    hook: 'blocks.{layer}.hook_resid_pre',
-    model_fingerprint: fingerprint,
-  });
+  await writeTensors(
+    runDir,
+    FILES.candidates,
+    [
+      f32Tensor('r', shape, t.r),
+      f32Tensor('w', shape, t.w),
+      f32Tensor('mean_harmful', shape, t.meanHarmful),
+      f32Tensor('mean_harmless', shape, t.meanHarmless),
+      f32Tensor('mean_pseudo', shape, t.meanPseudo),
+    ],
+    {
+      format: 'scalpel-candidates/1',
+      layout:
+        '[position, layer, width]; position i is post-instruction token i, i.e. offset i - positions from the end',
+      positions: String(t.k),
+      layers: String(t.L),
+      width: String(t.d),
+      post_instruction_tokens: JSON.stringify(postInstructionTokens),
+      hook: 'blocks.{layer}.hook_resid_pre',
+      model_fingerprint: fingerprint,
+    },
+  );
 }
 
 export async function loadCandidates(runDir: string): Promise<Candidates> {
@@ -64,7 +85,13 @@ export function slice(t: Float32Array, i: number, l: number, L: number, d: numbe
  * The ablation of candidate (i, l): ŵ from w and r with λ (target false) or r̂ (target true); for affine ablation
  * the targets are the harmless means' projections on the direction at every post-instruction position and layer.
  */
-export function vectorFor(cand: Candidates, c: Pick<MethodConfig, 'target' | 'ablation'>, i: number, l: number, lambda: number): { ablation: AblationSpec } {
+export function vectorFor(
+  cand: Candidates,
+  c: Pick<MethodConfig, 'target' | 'ablation'>,
+  i: number,
+  l: number,
+  lambda: number,
+): { ablation: AblationSpec } {
   const { L, d } = cand;
   const r = slice(cand.r, i, l, L, d);
   const direction = c.target === 'true' ? unit(r) : ablationDirection(slice(cand.w, i, l, L, d), r, lambda);
@@ -72,7 +99,8 @@ export function vectorFor(cand: Candidates, c: Pick<MethodConfig, 'target' | 'ab
   if (c.ablation === 'affine') {
     // [position][layer]: each post-instruction position keeps its own harmless projection.
     ablation.affineTargets = Array.from({ length: cand.k }, (_, pos) =>
-      Array.from({ length: L }, (_, layer) => dot(slice(cand.meanHarmless, pos, layer, L, d), direction)));
+      Array.from({ length: L }, (_, layer) => dot(slice(cand.meanHarmless, pos, layer, L, d), direction)),
+    );
   }
   return { ablation };
 }
@@ -82,15 +110,32 @@ export function vectorFor(cand: Candidates, c: Pick<MethodConfig, 'target' | 'ab
  * the stored w and r) and, with α ≠ 0, activation addition of its selected r. What eval, generate and bake apply.
  */
 export async function runIntervention(
-  runDir: string, c: Pick<MethodConfig, 'ablation'>, lambda: number, alpha: number,
+  runDir: string,
+  c: Pick<MethodConfig, 'ablation'>,
+  lambda: number,
+  alpha: number,
 ): Promise<{ sel: SelectionJson; cand: Candidates; ablation: AblationSpec; actadd?: ActAddSpec }> {
   const sel = readJson<SelectionJson>(runDir, FILES.selection);
   if (!sel.chosen) throw new ScalpelError(`${join(runDir, FILES.selection)}: no chosen candidate; rerun select`);
   const cand = await loadCandidates(runDir);
   const target = sel.target as MethodConfig['target'];
-  const { ablation } = vectorFor(cand, { target, ablation: c.ablation }, sel.chosen.position_index, sel.chosen.layer, lambda);
+  const { ablation } = vectorFor(
+    cand,
+    { target, ablation: c.ablation },
+    sel.chosen.position_index,
+    sel.chosen.layer,
+    lambda,
+  );
   if (alpha === 0) return { sel, cand, ablation };
   const a = sel.actadd?.chosen;
-  if (!a) throw new ScalpelError(`${join(runDir, FILES.selection)}: no actadd vector was selected; rerun select with --alpha`);
-  return { sel, cand, ablation, actadd: { layer: a.layer, vector: slice(cand.r, a.position_index, a.layer, cand.L, cand.d), alpha } };
+  if (!a)
+    throw new ScalpelError(
+      `${join(runDir, FILES.selection)}: no actadd vector was selected; rerun select with --alpha`,
+    );
+  return {
+    sel,
+    cand,
+    ablation,
+    actadd: { layer: a.layer, vector: slice(cand.r, a.position_index, a.layer, cand.L, cand.d), alpha },
+  };
 }

@@ -67,7 +67,15 @@ export const PAPER_SETS = {
   harmlessVal: 'harmless-val',
   pseudoTrain: 'or-bench-hard-train',
   pseudoVal: 'or-bench-hard-val',
-  evalDatasets: ['xstest-safe', 'xstest-unsafe', 'or-bench-hard-test', 'oktest', 'jbb-harmful', 'or-bench-toxic-test', 'alpaca-test:100'],
+  evalDatasets: [
+    'xstest-safe',
+    'xstest-unsafe',
+    'or-bench-hard-test',
+    'oktest',
+    'jbb-harmful',
+    'or-bench-toxic-test',
+    'alpaca-test:100',
+  ],
 };
 
 export const DEFAULTS: Omit<MethodConfig, keyof typeof PAPER_SETS> = {
@@ -97,7 +105,12 @@ export const PAPER_OVERRIDES: Partial<MethodConfig> = { harmGuard: false, ablati
 
 /** Full defaults: public datasets when a data directory is known, the built-in prompt sets otherwise. */
 export function defaultConfig(haveDataDir: boolean, paper = false): MethodConfig {
-  return { ...DEFAULTS, ...(haveDataDir ? PAPER_SETS : BUILTIN_SETS), evalDatasets: [...(haveDataDir ? PAPER_SETS : BUILTIN_SETS).evalDatasets], ...(paper ? PAPER_OVERRIDES : {}) };
+  return {
+    ...DEFAULTS,
+    ...(haveDataDir ? PAPER_SETS : BUILTIN_SETS),
+    evalDatasets: [...(haveDataDir ? PAPER_SETS : BUILTIN_SETS).evalDatasets],
+    ...(paper ? PAPER_OVERRIDES : {}),
+  };
 }
 
 export function validateConfig(c: MethodConfig): void {
@@ -110,16 +123,24 @@ export function validateConfig(c: MethodConfig): void {
   int(c.probeTokens, 'probe-tokens', 1);
   int(c.maxNewTokens, 'max-new-tokens', 1);
   if (!(c.lambda >= 0 && c.lambda <= 1)) throw new ScalpelError(`--lambda ${c.lambda}: expected a number in [0, 1]`);
-  if (!(c.prunePercent >= 0 && c.prunePercent < 1)) throw new ScalpelError(`--prune ${c.prunePercent}: expected a fraction in [0, 1)`);
-  for (const [v, n] of [[c.klThreshold, 'kl-threshold'], [c.trueKlThreshold, 'true-kl-threshold'], [c.actaddKlThreshold, 'actadd-kl-threshold']] as const) {
+  if (!(c.prunePercent >= 0 && c.prunePercent < 1))
+    throw new ScalpelError(`--prune ${c.prunePercent}: expected a fraction in [0, 1)`);
+  for (const [v, n] of [
+    [c.klThreshold, 'kl-threshold'],
+    [c.trueKlThreshold, 'true-kl-threshold'],
+    [c.actaddKlThreshold, 'actadd-kl-threshold'],
+  ] as const) {
     if (!(v >= 0)) throw new ScalpelError(`--${n} ${v}: expected a number ≥ 0`);
   }
   if (!Number.isFinite(c.alpha)) throw new ScalpelError(`--alpha ${c.alpha}: expected a number`);
-  if (c.target !== 'false' && c.target !== 'true') throw new ScalpelError(`--target ${String(c.target)}: expected false or true`);
-  if (c.ablation !== 'zero' && c.ablation !== 'affine') throw new ScalpelError(`--ablation ${String(c.ablation)}: expected zero or affine`);
+  if (c.target !== 'false' && c.target !== 'true')
+    throw new ScalpelError(`--target ${String(c.target)}: expected false or true`);
+  if (c.ablation !== 'zero' && c.ablation !== 'affine')
+    throw new ScalpelError(`--ablation ${String(c.ablation)}: expected zero or affine`);
   if (c.judgeSubstrings.length === 0) throw new ScalpelError('--refusal-substrings: expected at least one phrase');
   if (c.evalDatasets.length === 0) throw new ScalpelError('--eval: expected at least one dataset');
-  if (Array.isArray(c.refusalTokens) && c.refusalTokens.length === 0) throw new ScalpelError('--refusal-tokens: expected at least one token');
+  if (Array.isArray(c.refusalTokens) && c.refusalTokens.length === 0)
+    throw new ScalpelError('--refusal-tokens: expected at least one token');
 }
 
 /** First layer that selection prunes: floor((1 − prune) · L), i.e. floor(0.8 L) by default. */

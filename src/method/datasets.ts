@@ -32,29 +32,113 @@ const SRC_B = 'mainlp/False-Refusal-Mitigation @ 916dcac (Wang et al. splits)';
 export const DATASETS: readonly DatasetSpec[] = [
   ...(['train', 'val', 'test'] as const).flatMap((split) => [
     { name: `harmful-${split}`, file: `${RD}/harmful_${split}.json`, column: 'instruction', source: SRC_A },
-    { name: `harmless-${split}`, file: `${RD}/harmless_${split}.json`, column: 'instruction', source: `${SRC_A}; Alpaca (CC BY-NC 4.0)` },
+    {
+      name: `harmless-${split}`,
+      file: `${RD}/harmless_${split}.json`,
+      column: 'instruction',
+      source: `${SRC_A}; Alpaca (CC BY-NC 4.0)`,
+    },
   ]),
   ...(['train', 'val', 'test'] as const).map((split) => ({
-    name: `or-bench-hard-${split}`, file: `${FR}/or_bench_hard_${split}.json`, column: 'instruction', source: `${SRC_B}; OR-Bench-hard-1k (CC BY 4.0)`,
+    name: `or-bench-hard-${split}`,
+    file: `${FR}/or_bench_hard_${split}.json`,
+    column: 'instruction',
+    source: `${SRC_B}; OR-Bench-hard-1k (CC BY 4.0)`,
   })),
-  { name: 'or-bench-toxic', file: 'or-bench/or-bench-toxic.csv', column: 'prompt', source: 'OR-Bench toxic (Cui et al. 2024, CC BY 4.0)' },
-  { name: 'or-bench-toxic-test', file: 'or-bench/or-bench-toxic.csv', column: 'prompt', slice: [-100, undefined], source: 'last 100 rows of or-bench-toxic.csv' },
-  { name: 'xstest-safe', file: 'xstest/xstest_prompts.csv', column: 'prompt', where: ['label', 'safe'], source: 'XSTest (Röttger et al. 2024, CC BY 4.0), label = safe' },
-  { name: 'xstest-unsafe', file: 'xstest/xstest_prompts.csv', column: 'prompt', where: ['label', 'unsafe'], source: 'XSTest (Röttger et al. 2024, CC BY 4.0), label = unsafe' },
+  {
+    name: 'or-bench-toxic',
+    file: 'or-bench/or-bench-toxic.csv',
+    column: 'prompt',
+    source: 'OR-Bench toxic (Cui et al. 2024, CC BY 4.0)',
+  },
+  {
+    name: 'or-bench-toxic-test',
+    file: 'or-bench/or-bench-toxic.csv',
+    column: 'prompt',
+    slice: [-100, undefined],
+    source: 'last 100 rows of or-bench-toxic.csv',
+  },
+  {
+    name: 'xstest-safe',
+    file: 'xstest/xstest_prompts.csv',
+    column: 'prompt',
+    where: ['label', 'safe'],
+    source: 'XSTest (Röttger et al. 2024, CC BY 4.0), label = safe',
+  },
+  {
+    name: 'xstest-unsafe',
+    file: 'xstest/xstest_prompts.csv',
+    column: 'prompt',
+    where: ['label', 'unsafe'],
+    source: 'XSTest (Röttger et al. 2024, CC BY 4.0), label = unsafe',
+  },
   { name: 'oktest', file: 'oktest/OKTest.csv', column: 'prompt', source: 'OKTest (Shi et al. 2024)' },
-  { name: 'jbb-harmful', file: 'jailbreakbench/jailbreakbench.csv', column: 'Goal', source: 'JailbreakBench behaviors, harmful (MIT)' },
-  { name: 'jbb-benign', file: 'jailbreakbench/benign-behaviors.csv', column: 'goal', source: 'JailbreakBench behaviors, benign (MIT)' },
-  { name: 'harmbench-test', file: 'harmbench/harmbench_test.csv', column: 'Behavior', where: ['FunctionalCategory', 'standard'], source: 'HarmBench test, standard behaviours (MIT)' },
+  {
+    name: 'jbb-harmful',
+    file: 'jailbreakbench/jailbreakbench.csv',
+    column: 'Goal',
+    source: 'JailbreakBench behaviors, harmful (MIT)',
+  },
+  {
+    name: 'jbb-benign',
+    file: 'jailbreakbench/benign-behaviors.csv',
+    column: 'goal',
+    source: 'JailbreakBench behaviors, benign (MIT)',
+  },
+  {
+    name: 'harmbench-test',
+    file: 'harmbench/harmbench_test.csv',
+    column: 'Behavior',
+    where: ['FunctionalCategory', 'standard'],
+    source: 'HarmBench test, standard behaviours (MIT)',
+  },
   { name: 'advbench', file: 'advbench/advbench.csv', column: 'goal', source: 'AdvBench harmful behaviours (MIT)' },
-  { name: 'strongreject', file: 'strongreject/strongreject.csv', column: 'forbidden_prompt', source: 'StrongREJECT (MIT)' },
-  { name: 'coconot-contrast', file: 'coconot/coconot_contrast_eval.jsonl', column: 'prompt', source: 'CoCoNot contrast set (MIT)' },
-  { name: 'alpaca-test', file: `${RD}/harmless_test.json`, column: 'instruction', slice: [0, 200], source: 'first 200 of harmless-test (Alpaca, CC BY-NC 4.0)' },
+  {
+    name: 'strongreject',
+    file: 'strongreject/strongreject.csv',
+    column: 'forbidden_prompt',
+    source: 'StrongREJECT (MIT)',
+  },
+  {
+    name: 'coconot-contrast',
+    file: 'coconot/coconot_contrast_eval.jsonl',
+    column: 'prompt',
+    source: 'CoCoNot contrast set (MIT)',
+  },
+  {
+    name: 'alpaca-test',
+    file: `${RD}/harmless_test.json`,
+    column: 'instruction',
+    slice: [0, 200],
+    source: 'first 200 of harmless-test (Alpaca, CC BY-NC 4.0)',
+  },
   // Team-written, original prompts shipped with Scalpel (data/prompts/). Splits by line: the last 16 lines are
   // test, the 16 before them val, the rest train.
   ...(['harmful', 'harmless', 'pseudo-harmful'] as const).flatMap((set) => [
-    { name: `builtin-${set}-train`, file: `${set}.txt`, column: '', slice: [0, -32] as [number, number], source: 'Scalpel team (original)', builtin: true },
-    { name: `builtin-${set}-val`, file: `${set}.txt`, column: '', slice: [-32, -16] as [number, number], source: 'Scalpel team (original)', builtin: true },
-    { name: `builtin-${set}-test`, file: `${set}.txt`, column: '', slice: [-16, undefined] as [number, undefined], source: 'Scalpel team (original)', builtin: true },
+    {
+      name: `builtin-${set}-train`,
+      file: `${set}.txt`,
+      column: '',
+      slice: [0, -32] as [number, number],
+      source: 'Scalpel team (original)',
+      builtin: true,
+    },
+    {
+      name: `builtin-${set}-val`,
+      file: `${set}.txt`,
+      column: '',
+      slice: [-32, -16] as [number, number],
+      source: 'Scalpel team (original)',
+      builtin: true,
+    },
+    {
+      name: `builtin-${set}-test`,
+      file: `${set}.txt`,
+      column: '',
+      slice: [-16, undefined] as [number, undefined],
+      source: 'Scalpel team (original)',
+      builtin: true,
+    },
   ]),
 ];
 
@@ -108,7 +192,8 @@ function loadSpec(spec: DatasetSpec, dataDir: string | undefined): { prompts: st
     throw new ScalpelError(`dataset ${spec.name}: needs a data directory (pass --data-dir DIR or set SCALPEL_DATA)`);
   }
   const path = join(dataDir, spec.file);
-  if (!existsSync(path)) throw new ScalpelError(`dataset ${spec.name}: ${path} not found (is --data-dir the raw/ folder?)`);
+  if (!existsSync(path))
+    throw new ScalpelError(`dataset ${spec.name}: ${path} not found (is --data-dir the raw/ folder?)`);
   let prompts: string[];
   if (spec.where) {
     const rows = parseCsv(readFileSync(path, 'utf8'), path);
@@ -116,7 +201,11 @@ function loadSpec(spec: DatasetSpec, dataDir: string | undefined): { prompts: st
     const pc = header.indexOf(spec.column);
     const wc = header.indexOf(spec.where[0]);
     if (pc < 0 || wc < 0) throw new ScalpelError(`${path}: expected columns ${spec.column} and ${spec.where[0]}`);
-    prompts = rows.slice(1).filter((r) => r[wc] === spec.where![1]).map((r) => (r[pc] ?? '').trim()).filter((p) => p !== '');
+    prompts = rows
+      .slice(1)
+      .filter((r) => r[wc] === spec.where![1])
+      .map((r) => (r[pc] ?? '').trim())
+      .filter((p) => p !== '');
   } else {
     prompts = readPromptFile(path, { column: spec.column });
   }
@@ -141,7 +230,9 @@ export function loadPromptSet(ref: string, dataDir: string | undefined, column?:
     return { name: ref, prompts: readPromptFile(ref, { column }), source: 'user file', path: resolve(ref) };
   }
   if (/[/\\.]/.test(ref)) throw new ScalpelError(`${ref}: no such prompt file`);
-  throw new ScalpelError(`unknown dataset "${ref}" (known: ${DATASETS.map((d) => d.name).join(', ')}; or pass a prompt file)`);
+  throw new ScalpelError(
+    `unknown dataset "${ref}" (known: ${DATASETS.map((d) => d.name).join(', ')}; or pass a prompt file)`,
+  );
 }
 
 /** Parses prompt text given in memory (used by tests). */
@@ -151,7 +242,14 @@ export { parsePrompts };
 // The pipeline's prompts.
 
 /** The six training and validation sets, by config field, with the names run.json records them under. */
-export const SET_LABELS = { harmfulTrain: 'harmful_train', harmlessTrain: 'harmless_train', pseudoTrain: 'pseudo_train', harmfulVal: 'harmful_val', harmlessVal: 'harmless_val', pseudoVal: 'pseudo_val' } as const;
+export const SET_LABELS = {
+  harmfulTrain: 'harmful_train',
+  harmlessTrain: 'harmless_train',
+  pseudoTrain: 'pseudo_train',
+  harmfulVal: 'harmful_val',
+  harmlessVal: 'harmless_val',
+  pseudoVal: 'pseudo_val',
+} as const;
 type SetKey = keyof typeof SET_LABELS;
 
 export interface SampledSets {
@@ -164,7 +262,11 @@ export interface SampledSets {
  */
 export function sampleSets(c: MethodConfig, dataDir: string | undefined): SampledSets {
   const out = {} as SampledSets['sets'];
-  for (const [train, val] of [['harmfulTrain', 'harmfulVal'], ['harmlessTrain', 'harmlessVal'], ['pseudoTrain', 'pseudoVal']] as const) {
+  for (const [train, val] of [
+    ['harmfulTrain', 'harmfulVal'],
+    ['harmlessTrain', 'harmlessVal'],
+    ['pseudoTrain', 'pseudoVal'],
+  ] as const) {
     const lt = loadPromptSet(c[train], dataDir, c.column);
     if (c[train] === c[val]) {
       const all = shuffled(lt.prompts, mulberry32(c.seed));

@@ -12,9 +12,13 @@ export interface EngineBackendOptions {
 
 export function engineBackend(m: LoadedModel, opts: EngineBackendOptions = {}): Backend {
   const chat = m.chat;
-  if (!chat) throw new ScalpelError(`${m.dir}: the model has no chat template (chat_template.jinja or tokenizer_config.json chat_template)`);
+  if (!chat)
+    throw new ScalpelError(
+      `${m.dir}: the model has no chat template (chat_template.jinja or tokenizer_config.json chat_template)`,
+    );
   let suffix: number[] | undefined;
-  const encodePrompt = (s: string): number[] => encodeChat(m.tokenizer, chat, chatMessages(s, opts.system), { addGenerationPrompt: true });
+  const encodePrompt = (s: string): number[] =>
+    encodeChat(m.tokenizer, chat, chatMessages(s, opts.system), { addGenerationPrompt: true });
   const probeBase = 'Hello';
   return {
     numLayers: m.model.numLayers,
@@ -40,17 +44,28 @@ export function engineBackend(m: LoadedModel, opts: EngineBackendOptions = {}): 
     decode: (ids) => m.tokenizer.decode(ids, { skipSpecialTokens: true }),
     tokenText: (id) => m.tokenizer.decode([id], { skipSpecialTokens: false }),
     async lastLogits(prompts, o = {}) {
-      return await lastLogits(m.model, prompts, { hooks: o.hooks, batchSize: opts.batchSize, onProgress: o.onProgress });
+      return await lastLogits(m.model, prompts, {
+        hooks: o.hooks,
+        batchSize: opts.batchSize,
+        onProgress: o.onProgress,
+      });
     },
     async generate(prompts, o) {
       return await greedyGenerate(m.model, prompts, {
-        maxNewTokens: o.maxNewTokens, eosTokenIds: m.eosTokenIds, hooks: o.hooks, batchSize: opts.batchSize, onProgress: o.onProgress,
+        maxNewTokens: o.maxNewTokens,
+        eosTokenIds: m.eosTokenIds,
+        hooks: o.hooks,
+        batchSize: opts.batchSize,
+        onProgress: o.onProgress,
       });
     },
   };
 }
 
-export async function loadEngineBackend(dir: string, opts: EngineBackendOptions = {}): Promise<{ backend: Backend; loaded: LoadedModel }> {
+export async function loadEngineBackend(
+  dir: string,
+  opts: EngineBackendOptions = {},
+): Promise<{ backend: Backend; loaded: LoadedModel }> {
   const loaded = await loadModel(dir);
   return { backend: engineBackend(loaded, opts), loaded };
 }

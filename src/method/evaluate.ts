@@ -41,7 +41,9 @@ export interface ResponseRow {
  * (overrides.lambda, else the config's). Writes nothing; see writeEvalFiles.
  */
 export async function evaluateSets(
-  ctx: StageContext, evalSets: LoadedSet[], overrides?: { lambda?: number; alpha?: number },
+  ctx: StageContext,
+  evalSets: LoadedSet[],
+  overrides?: { lambda?: number; alpha?: number },
 ): Promise<{ results: EvalResult[]; rows: ResponseRow[] }> {
   const c = ctx.config;
   const b = ctx.backend;
@@ -64,12 +66,19 @@ export async function evaluateSets(
     for (const cond of ['baseline', condition]) {
       let texts: string[] | undefined;
       if (cond === 'baseline') {
-        const old = prior.filter((r) => r.dataset === set.name && r.condition === 'baseline' && r.max_new_tokens === c.maxNewTokens);
-        if (old.length === set.prompts.length && old.every((r, j) => r.index === j && r.prompt === set.prompts[j])) texts = old.map((r) => r.response);
+        const old = prior.filter(
+          (r) => r.dataset === set.name && r.condition === 'baseline' && r.max_new_tokens === c.maxNewTokens,
+        );
+        if (old.length === set.prompts.length && old.every((r, j) => r.index === j && r.prompt === set.prompts[j]))
+          texts = old.map((r) => r.response);
       }
       if (!texts) {
         const before = doneBefore;
-        const outs = await b.generate(ids, { maxNewTokens: c.maxNewTokens, hooks: cond === 'baseline' ? undefined : hooks, onProgress: (done) => p.cb(before + done, total) });
+        const outs = await b.generate(ids, {
+          maxNewTokens: c.maxNewTokens,
+          hooks: cond === 'baseline' ? undefined : hooks,
+          onProgress: (done) => p.cb(before + done, total),
+        });
         texts = outs.map((o) => b.decode(o));
       }
       doneBefore += ids.length;
@@ -80,13 +89,29 @@ export async function evaluateSets(
       texts.forEach((t, j) => {
         const refusal = isRefusal(t, c.judgeSubstrings);
         if (refusal) refusals++;
-        rows.push({ dataset: set.name, condition: cond, lambda: lam, alpha: alp, index: j, prompt: set.prompts[j]!, response: t, refusal, max_new_tokens: c.maxNewTokens });
+        rows.push({
+          dataset: set.name,
+          condition: cond,
+          lambda: lam,
+          alpha: alp,
+          index: j,
+          prompt: set.prompts[j]!,
+          response: t,
+          refusal,
+          max_new_tokens: c.maxNewTokens,
+        });
       });
       const n = texts.length;
       results.push({
-        dataset: set.name, condition: cond, lambda: lam, alpha: alp, n,
-        compliance_rate: (n - refusals) / n, refusal_rate: refusals / n,
-        ...(cond === 'baseline' ? {} : { target: sel.target, ablation: c.ablation }), max_new_tokens: c.maxNewTokens,
+        dataset: set.name,
+        condition: cond,
+        lambda: lam,
+        alpha: alp,
+        n,
+        compliance_rate: (n - refusals) / n,
+        refusal_rate: refusals / n,
+        ...(cond === 'baseline' ? {} : { target: sel.target, ablation: c.ablation }),
+        max_new_tokens: c.maxNewTokens,
       });
     }
   }
@@ -105,7 +130,10 @@ export function readResponses(runDir: string): ResponseRow[] {
   const p = join(runDir, FILES.responses);
   if (!existsSync(p)) return [];
   try {
-    return readFileSync(p, 'utf8').split('\n').filter((s) => s.trim() !== '').map((s) => JSON.parse(s) as ResponseRow);
+    return readFileSync(p, 'utf8')
+      .split('\n')
+      .filter((s) => s.trim() !== '')
+      .map((s) => JSON.parse(s) as ResponseRow);
   } catch {
     return [];
   }

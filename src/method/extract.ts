@@ -42,40 +42,73 @@ export async function extractCandidates(ctx: StageContext, sampled: SampledSets)
   const all = sets.flat();
   const owner = sets.flatMap((set, si) => set.map(() => si));
   const p = ctx.progress('scoring training prompts and reading activations', all.length);
-  await scoreAndCapture(b, all, k, rt.ids, (j, score, row) => {
-    const si = owner[j]!;
-    scores[names[si]]!.push(score);
-    if (!c.filter || keepRule[si]!(score)) {
-      accs[si]!.addRow(row);
-      kept[si]!++;
-    }
-  }, p.cb);
+  await scoreAndCapture(
+    b,
+    all,
+    k,
+    rt.ids,
+    (j, score, row) => {
+      const si = owner[j]!;
+      scores[names[si]]!.push(score);
+      if (!c.filter || keepRule[si]!(score)) {
+        accs[si]!.addRow(row);
+        kept[si]!++;
+      }
+    },
+    p.cb,
+  );
   p.stop();
   const data: NonNullable<RunJson['data']> = {};
   (['harmfulTrain', 'harmlessTrain', 'pseudoTrain'] as const).forEach((key, si) => {
     const set = S[key];
-    data[SET_LABELS[key]] = { ref: set.loaded.name, source: set.loaded.source, available: set.loaded.prompts.length, sampled: set.prompts.length, kept: kept[si]! };
+    data[SET_LABELS[key]] = {
+      ref: set.loaded.name,
+      source: set.loaded.source,
+      available: set.loaded.prompts.length,
+      sampled: set.prompts.length,
+      kept: kept[si]!,
+    };
     if (kept[si] === 0) {
       const rule = si === 1 ? 'score < 0' : 'score > 0';
-      throw new ScalpelError(`extract: no ${names[si]} training prompt passes the filter (${rule}) with refusal tokens [${rt.ids.join(', ')}]; try --no-filter or --refusal-tokens`);
+      throw new ScalpelError(
+        `extract: no ${names[si]} training prompt passes the filter (${rule}) with refusal tokens [${rt.ids.join(', ')}]; try --no-filter or --refusal-tokens`,
+      );
     }
   });
   for (const key of ['harmfulVal', 'harmlessVal', 'pseudoVal'] as const) {
     const set = S[key];
-    data[SET_LABELS[key]] = { ref: set.loaded.name, source: set.loaded.source, available: set.loaded.prompts.length, sampled: set.prompts.length };
+    data[SET_LABELS[key]] = {
+      ref: set.loaded.name,
+      source: set.loaded.source,
+      available: set.loaded.prompts.length,
+      sampled: set.prompts.length,
+    };
   }
   ctx.run.data = data;
-  ctx.run['train_scores'] = Object.fromEntries(Object.entries(scores).map(([n, s]) => [n, { mean: mean(s), min: Math.min(...s), max: Math.max(...s) }]));
-  ctx.log(`kept after filtering: harmful ${kept[0]}/${harmful.length}, harmless ${kept[1]}/${harmless.length}, pseudo-harmful ${kept[2]}/${pseudo.length}`);
+  ctx.run['train_scores'] = Object.fromEntries(
+    Object.entries(scores).map(([n, s]) => [n, { mean: mean(s), min: Math.min(...s), max: Math.max(...s) }]),
+  );
+  ctx.log(
+    `kept after filtering: harmful ${kept[0]}/${harmful.length}, harmless ${kept[1]}/${harmless.length}, pseudo-harmful ${kept[2]}/${pseudo.length}`,
+  );
   const means = accs.map((a) => a.means());
   const [muHarmful, muHarmless, muPseudo] = means as [Float64Array, Float64Array, Float64Array];
   const r = diffInMeans(muHarmful, muHarmless);
   const w = diffInMeans(muPseudo, muHarmless);
-  await writeCandidates(ctx.runDir, { k, L, d, r, w, meanHarmful: muHarmful, meanHarmless: muHarmless, meanPseudo: muPseudo }, post, ctx.fingerprint);
+  await writeCandidates(
+    ctx.runDir,
+    { k, L, d, r, w, meanHarmful: muHarmful, meanHarmless: muHarmless, meanPseudo: muPseudo },
+    post,
+    ctx.fingerprint,
+  );
 }
 
 /** The refusal tokens by --refusal-tokens: the paper's, the given ones, or (auto) the openings of the model's refusals. */
-async function findRefusalTokens(ctx: StageContext, harmful: number[][], pseudo: number[][]): Promise<NonNullable<RunJson['refusal_tokens']>> {
+async function findRefusalTokens(
+  ctx: StageContext,
+  harmful: number[][],
+  pseudo: number[][],
+): Promise<NonNullable<RunJson['refusal_tokens']>> {
   const c = ctx.config;
   const b = ctx.backend;
   const rule = c.refusalTokens;
@@ -85,13 +118,20 @@ async function findRefusalTokens(ctx: StageContext, harmful: number[][], pseudo:
     return { rule: 'paper: first tokens of the responses "I" and "As"', ids, text: textOf(ids) };
   }
   if (Array.isArray(rule)) {
-    const ids = [...new Set(rule.map((x) => {
-      if (typeof x === 'number') {
-        if (!Number.isInteger(x) || x < 0 || x >= b.vocabSize) throw new ScalpelError(`--refusal-tokens: token id ${x} is outside the vocabulary (0..${b.vocabSize - 1})`);
-        return x;
-      }
-      return b.responseFirstToken(x);
-    }))];
+    const ids = [
+      ...new Set(
+        rule.map((x) => {
+          if (typeof x === 'number') {
+            if (!Number.isInteger(x) || x < 0 || x >= b.vocabSize)
+              throw new ScalpelError(
+                `--refusal-tokens: token id ${x} is outside the vocabulary (0..${b.vocabSize - 1})`,
+              );
+            return x;
+          }
+          return b.responseFirstToken(x);
+        }),
+      ),
+    ];
     return { rule: 'given', ids, text: textOf(ids) };
   }
   // auto: the first tokens of the model's own refusals (substring judge). A token counts when it opens at least
@@ -116,7 +156,9 @@ async function findRefusalTokens(ctx: StageContext, harmful: number[][], pseudo:
       counts.set(o[0]!, (counts.get(o[0]!) ?? 0) + 1);
     }
     if (n === 0 && name === 'harmful') {
-      throw new ScalpelError(`extract: the model refused none of the ${prompts.length} harmful training prompts (substring judge, ${c.probeTokens} tokens); pass --refusal-tokens`);
+      throw new ScalpelError(
+        `extract: the model refused none of the ${prompts.length} harmful training prompts (substring judge, ${c.probeTokens} tokens); pass --refusal-tokens`,
+      );
     }
     refusals += n;
     const sorted = [...counts.entries()].sort((a, b2) => b2[1] - a[1] || a[0] - b2[0]);
@@ -128,10 +170,12 @@ async function findRefusalTokens(ctx: StageContext, harmful: number[][], pseudo:
   const probedSets = probeSets.map(([name]) => name).join(' and ');
   return {
     rule: `${rule}: first tokens of the model's refusals to the ${probedSets} training prompts (share ≥ ${c.refusalTokenMinShare} of a set's refusals)`,
-    ids, text: textOf(ids),
+    ids,
+    text: textOf(ids),
     first_token_counts: countsBySet['harmful'],
     ...(countsBySet['pseudo-harmful'] ? { first_token_counts_pseudo: countsBySet['pseudo-harmful'] } : {}),
-    refusals_found: refusals, probed,
+    refusals_found: refusals,
+    probed,
   };
 }
 
@@ -143,8 +187,12 @@ async function findRefusalTokens(ctx: StageContext, harmful: number[][], pseudo:
  * differently, the chunk is rerun one prompt at a time, which is unambiguous.
  */
 export async function scoreAndCapture(
-  b: Backend, prompts: number[][], k: number, refusalIds: readonly number[],
-  consume: (index: number, score: number, row: Float32Array) => void, onProgress?: OnProgress,
+  b: Backend,
+  prompts: number[][],
+  k: number,
+  refusalIds: readonly number[],
+  consume: (index: number, score: number, row: Float32Array) => void,
+  onProgress?: OnProgress,
 ): Promise<void> {
   const L = b.numLayers;
   const d = b.width;
@@ -155,31 +203,36 @@ export async function scoreAndCapture(
   let counters: number[] = [];
   const hooks: HookMap = new Map();
   for (let l = 0; l < L; l++) {
-    hooks.set(hookName(l, 'hook_resid_pre'), [(act, ctx) => {
-      if (ctx.start !== 0) return;
-      if (ctx.seq < k) throw new Error(`activation block has ${ctx.seq} positions, need ${k}`);
-      for (let r = 0; r < ctx.batch; r++) {
-        const at = counters[l]! + r;
-        if (l === 0) {
-          let n = 0;
-          for (let j = 0; j < ctx.seq; j++) n += ctx.valid[r * ctx.seq + j]!;
-          lengths[at] = n;
-          rows[at] = new Float32Array(size);
+    hooks.set(hookName(l, 'hook_resid_pre'), [
+      (act, ctx) => {
+        if (ctx.start !== 0) return;
+        if (ctx.seq < k) throw new Error(`activation block has ${ctx.seq} positions, need ${k}`);
+        for (let r = 0; r < ctx.batch; r++) {
+          const at = counters[l]! + r;
+          if (l === 0) {
+            let n = 0;
+            for (let j = 0; j < ctx.seq; j++) n += ctx.valid[r * ctx.seq + j]!;
+            lengths[at] = n;
+            rows[at] = new Float32Array(size);
+          }
+          const row = rows[at]!;
+          for (let i = 0; i < k; i++) {
+            const src = (r * ctx.seq + ctx.seq - k + i) * d;
+            row.set(act.subarray(src, src + d), (i * L + l) * d);
+          }
         }
-        const row = rows[at]!;
-        for (let i = 0; i < k; i++) {
-          const src = (r * ctx.seq + ctx.seq - k + i) * d;
-          row.set(act.subarray(src, src + d), (i * L + l) * d);
-        }
-      }
-      counters[l]! += ctx.batch;
-    }]);
+        counters[l]! += ctx.batch;
+      },
+    ]);
   }
   const run = async (idx: number[]) => {
     rows = [];
     lengths = [];
     counters = new Array(L).fill(0);
-    const logits = await b.lastLogits(idx.map((i) => prompts[i]!), { hooks });
+    const logits = await b.lastLogits(
+      idx.map((i) => prompts[i]!),
+      { hooks },
+    );
     return logits;
   };
   for (let s0 = 0; s0 < prompts.length; s0 += chunk) {

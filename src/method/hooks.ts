@@ -97,17 +97,26 @@ export function interventionHooks(numLayers: number, ablation?: AblationSpec, ac
   if (ablation) {
     const targets = ablation.affineTargets;
     const zero = targets
-      ? postInstructionAblationHook(ablation.direction, targets.map(() => 0))
+      ? postInstructionAblationHook(
+          ablation.direction,
+          targets.map(() => 0),
+        )
       : ablationHook(ablation.direction, 0);
     for (let l = 0; l < numLayers; l++) {
-      const pre = targets ? postInstructionAblationHook(ablation.direction, targets.map((t) => t[l]!)) : zero;
+      const pre = targets
+        ? postInstructionAblationHook(
+            ablation.direction,
+            targets.map((t) => t[l]!),
+          )
+        : zero;
       push(map, hookName(l, 'hook_resid_pre'), pre);
       push(map, hookName(l, 'hook_attn_out'), zero);
       push(map, hookName(l, 'hook_mlp_out'), zero);
     }
   }
   // After the ablation at that layer's input, so the added vector arrives whole.
-  if (actadd && actadd.alpha !== 0) push(map, hookName(actadd.layer, 'hook_resid_pre'), addHook(actadd.vector, actadd.alpha));
+  if (actadd && actadd.alpha !== 0)
+    push(map, hookName(actadd.layer, 'hook_resid_pre'), addHook(actadd.vector, actadd.alpha));
   return map;
 }
 

@@ -94,7 +94,11 @@ export function ablationDirection(w: ArrayLike<number>, r: ArrayLike<number>, la
 export class MeanAccumulator {
   readonly sums: Float64Array;
   readonly counts: Float64Array;
-  constructor(readonly positions: number, readonly layers: number, readonly width: number) {
+  constructor(
+    readonly positions: number,
+    readonly layers: number,
+    readonly width: number,
+  ) {
     this.sums = new Float64Array(positions * layers * width);
     this.counts = new Float64Array(positions * layers);
   }

@@ -18,8 +18,15 @@ import { extractCandidates } from './extract.js';
 import { selectCandidate, type SelectionJson } from './select.js';
 import type { StageContext, StageProgress } from './stage.js';
 import {
-  FILES, RUN_FORMAT, checkSameModel, modelFingerprint, readJson, readRunJson, writeJson,
-  type RunJson, type StageRecord,
+  FILES,
+  RUN_FORMAT,
+  checkSameModel,
+  modelFingerprint,
+  readJson,
+  readRunJson,
+  writeJson,
+  type RunJson,
+  type StageRecord,
 } from './rundir.js';
 
 // These moved out of this module; the CLI and the tests import them from here.
@@ -29,7 +36,10 @@ export type { SelectionJson } from './select.js';
 export type { EvalResult } from './evaluate.js';
 
 export type Stage = 'extract' | 'select' | 'eval';
-export type ProgressFactory = (label: string, total: number) => { update(done: number, total?: number): void; stop(): void };
+export type ProgressFactory = (
+  label: string,
+  total: number,
+) => { update(done: number, total?: number): void; stop(): void };
 
 export interface RunOptions {
   runDir: string;
@@ -47,8 +57,35 @@ export interface RunOptions {
 // ---------------------------------------------------------------------------------------------------------------
 // Stage keys: the settings each stage depends on (plus its upstream stage's key).
 
-const EXTRACT_FIELDS = ['harmfulTrain', 'harmlessTrain', 'pseudoTrain', 'column', 'nTrain', 'seed', 'refusalTokens', 'probeTokens', 'refusalTokenMinShare', 'filter', 'system'] as const;
-const SELECT_FIELDS = ['harmfulVal', 'harmlessVal', 'pseudoVal', 'nVal', 'lambda', 'target', 'ablation', 'klThreshold', 'prunePercent', 'harmGuard', 'trueKlThreshold', 'induceThreshold', 'alpha', 'actaddKlThreshold'] as const;
+const EXTRACT_FIELDS = [
+  'harmfulTrain',
+  'harmlessTrain',
+  'pseudoTrain',
+  'column',
+  'nTrain',
+  'seed',
+  'refusalTokens',
+  'probeTokens',
+  'refusalTokenMinShare',
+  'filter',
+  'system',
+] as const;
+const SELECT_FIELDS = [
+  'harmfulVal',
+  'harmlessVal',
+  'pseudoVal',
+  'nVal',
+  'lambda',
+  'target',
+  'ablation',
+  'klThreshold',
+  'prunePercent',
+  'harmGuard',
+  'trueKlThreshold',
+  'induceThreshold',
+  'alpha',
+  'actaddKlThreshold',
+] as const;
 const EVAL_FIELDS = ['evalDatasets', 'maxNewTokens', 'judgeSubstrings'] as const;
 
 function pick(c: MethodConfig, fields: readonly (keyof MethodConfig)[]): Record<string, unknown> {
@@ -75,7 +112,13 @@ class Runner {
   readonly log: (s: string) => void;
 
   /** sets: the sampled training/validation prompts; null for `scalpel eval`, which never reads them. */
-  constructor(readonly o: RunOptions, readonly sets: SampledSets | null, readonly evalSets: LoadedSet[], existing: RunJson | null, fingerprint: string) {
+  constructor(
+    readonly o: RunOptions,
+    readonly sets: SampledSets | null,
+    readonly evalSets: LoadedSet[],
+    existing: RunJson | null,
+    fingerprint: string,
+  ) {
     this.fingerprint = fingerprint;
     this.keys = stageKeys(o.config, fingerprint, o.dataDir);
     this.log = o.log ?? (() => {});
@@ -106,7 +149,9 @@ class Runner {
     const rec = this.run.stages[stage];
     if (!rec || rec.key !== this.keys[stage]) return false;
     const files: Record<Stage, string[]> = {
-      extract: [FILES.candidates], select: [FILES.selection, FILES.vector], eval: [FILES.eval, FILES.responses],
+      extract: [FILES.candidates],
+      select: [FILES.selection, FILES.vector],
+      eval: [FILES.eval, FILES.responses],
     };
     return files[stage].every((f) => existsSync(join(this.o.runDir, f)));
   }
@@ -127,8 +172,13 @@ class Runner {
     this.counter.reset();
     const t0 = performance.now();
     const ctx: StageContext = {
-      config: this.o.config, backend, runDir: this.o.runDir, fingerprint: this.fingerprint, run: this.run,
-      progress: (label, total) => this.progress(label, total), log: this.log,
+      config: this.o.config,
+      backend,
+      runDir: this.o.runDir,
+      fingerprint: this.fingerprint,
+      run: this.run,
+      progress: (label, total) => this.progress(label, total),
+      log: this.log,
     };
     return { ctx, t0 };
   }
@@ -147,7 +197,9 @@ class Runner {
       if (this.run.stages[s] && this.run.stages[s]!.key !== this.keys[s]) delete this.run.stages[s];
     }
     await writeJson(this.o.runDir, FILES.run, this.run);
-    this.log(`${stage}: ${rec.seconds}s, ${rec.forward_passes} forward passes (${rec.prompt_prefills} prompts, ${rec.decode_steps} decode steps)`);
+    this.log(
+      `${stage}: ${rec.seconds}s, ${rec.forward_passes} forward passes (${rec.prompt_prefills} prompts, ${rec.decode_steps} decode steps)`,
+    );
   }
 
   private sampled(): SampledSets {
@@ -199,7 +251,10 @@ function validateRunDir(runDir: string, modelDir: string, fingerprint: string): 
       return existing;
     }
     const entries = readdirSync(runDir).filter((f) => !f.startsWith('.'));
-    if (entries.length > 0) throw new ScalpelError(`${runDir}: exists and is not a Scalpel run (no run.json); choose an empty or new directory`);
+    if (entries.length > 0)
+      throw new ScalpelError(
+        `${runDir}: exists and is not a Scalpel run (no run.json); choose an empty or new directory`,
+      );
   }
   return null;
 }
@@ -209,7 +264,10 @@ function validateRunDir(runDir: string, modelDir: string, fingerprint: string): 
  * settings. Inputs are checked before anything is written: bad flags, unknown datasets, unreadable prompt files and
  * a RUN from another model fail with one line and leave RUN as it was.
  */
-export async function runPipeline(o: RunOptions, stages: Stage[] = ['extract', 'select', 'eval']): Promise<PipelineResult> {
+export async function runPipeline(
+  o: RunOptions,
+  stages: Stage[] = ['extract', 'select', 'eval'],
+): Promise<PipelineResult> {
   validateConfig(o.config);
   const fingerprint = modelFingerprint(o.modelDir);
   const existing = validateRunDir(o.runDir, o.modelDir, fingerprint);
@@ -228,13 +286,16 @@ export async function runPipeline(o: RunOptions, stages: Stage[] = ['extract', '
       const upstream: Record<Stage, Stage | null> = { extract: null, select: 'extract', eval: 'select' };
       const up = upstream[stage];
       if (up && !stages.includes(up) && !runner.done(up, false)) {
-        throw new ScalpelError(`${stage}: ${o.runDir} has no finished ${up} stage with these settings; run \`scalpel ${up}\` (or \`scalpel run\`) first`);
+        throw new ScalpelError(
+          `${stage}: ${o.runDir} has no finished ${up} stage with these settings; run \`scalpel ${up}\` (or \`scalpel run\`) first`,
+        );
       }
       if (stage === 'extract') await runner.extract();
       else if (stage === 'select') await runner.select();
       else out.results = await runner.evaluate(true);
     }
-    if (stages.includes('eval') && !out.results) out.results = readJson<{ results: EvalResult[] }>(o.runDir, FILES.eval).results;
+    if (stages.includes('eval') && !out.results)
+      out.results = readJson<{ results: EvalResult[] }>(o.runDir, FILES.eval).results;
     if (existsSync(join(o.runDir, FILES.selection))) out.selection = readJson<SelectionJson>(o.runDir, FILES.selection);
     return out;
   } catch (e) {
@@ -248,12 +309,17 @@ export async function runPipeline(o: RunOptions, stages: Stage[] = ['extract', '
  * from the stored w and r at this λ, without touching the run directory (baseline responses are reused when the
  * run has them). With no overrides it is the eval stage and writes eval.json and responses.jsonl.
  */
-export async function evaluateRun(o: RunOptions, overrides: { lambda?: number; alpha?: number; datasets?: string[] }): Promise<EvalResult[]> {
+export async function evaluateRun(
+  o: RunOptions,
+  overrides: { lambda?: number; alpha?: number; datasets?: string[] },
+): Promise<EvalResult[]> {
   validateConfig(o.config);
-  if (overrides.lambda !== undefined && !(overrides.lambda >= 0 && overrides.lambda <= 1)) throw new ScalpelError(`--lambda ${overrides.lambda}: expected a number in [0, 1]`);
+  if (overrides.lambda !== undefined && !(overrides.lambda >= 0 && overrides.lambda <= 1))
+    throw new ScalpelError(`--lambda ${overrides.lambda}: expected a number in [0, 1]`);
   const fingerprint = modelFingerprint(o.modelDir);
   const existing = readRunJson(o.runDir);
-  if (!existing) throw new ScalpelError(`${join(o.runDir, FILES.run)}: missing; make the run with \`scalpel run\` first`);
+  if (!existing)
+    throw new ScalpelError(`${join(o.runDir, FILES.run)}: missing; make the run with \`scalpel run\` first`);
   checkSameModel(existing, o.runDir, o.modelDir, fingerprint);
   if (!existsSync(join(o.runDir, FILES.selection)) || !existsSync(join(o.runDir, FILES.candidates))) {
     throw new ScalpelError(`${o.runDir}: no finished select stage; run \`scalpel select\` first`);
@@ -262,8 +328,11 @@ export async function evaluateRun(o: RunOptions, overrides: { lambda?: number; a
   // Eval reads only the evaluation sets: a training prompt file deleted since the run must not stop it.
   const evalSets = loadEvalSets(config, o.dataDir);
   const runner = new Runner({ ...o, config }, null, evalSets, existing, fingerprint);
-  const stock = (overrides.lambda === undefined || overrides.lambda === o.config.lambda) && (overrides.alpha === undefined || overrides.alpha === o.config.alpha)
-    && !overrides.datasets && runner.run.stages.select?.key === runner.keys.select;
+  const stock =
+    (overrides.lambda === undefined || overrides.lambda === o.config.lambda) &&
+    (overrides.alpha === undefined || overrides.alpha === o.config.alpha) &&
+    !overrides.datasets &&
+    runner.run.stages.select?.key === runner.keys.select;
   if (stock && runner.done('eval')) {
     runner.log('eval: already done with these settings (resumed)');
     return readJson<{ results: EvalResult[] }>(o.runDir, FILES.eval).results;

@@ -34,7 +34,15 @@ export interface RunJson {
   config: Record<string, unknown>;
   seeds: { sample: number; rng: string };
   post_instruction_tokens?: { ids: number[]; text: string[] };
-  refusal_tokens?: { rule: string; ids: number[]; text: string[]; first_token_counts?: Record<string, number>; first_token_counts_pseudo?: Record<string, number>; refusals_found?: number; probed?: number };
+  refusal_tokens?: {
+    rule: string;
+    ids: number[];
+    text: string[];
+    first_token_counts?: Record<string, number>;
+    first_token_counts_pseudo?: Record<string, number>;
+    refusals_found?: number;
+    probed?: number;
+  };
   data?: Record<string, { ref: string; source: string; available: number; sampled: number; kept?: number }>;
   stages: Partial<Record<'extract' | 'select' | 'eval', StageRecord>>;
   [key: string]: unknown;
@@ -47,7 +55,8 @@ export interface RunJson {
 export function modelFingerprint(dir: string): string {
   const h = createHash('sha256');
   const cfg = join(dir, 'config.json');
-  if (!existsSync(cfg)) throw new ScalpelError(`${cfg}: file is missing, expected a Hugging Face model directory with config.json`);
+  if (!existsSync(cfg))
+    throw new ScalpelError(`${cfg}: file is missing, expected a Hugging Face model directory with config.json`);
   h.update(readFileSync(cfg));
   for (const f of findWeightFiles(dir).files.slice().sort()) {
     const size = statSync(f).size;
@@ -77,14 +86,17 @@ export function readRunJson(runDir: string): RunJson | null {
   } catch (e) {
     throw new ScalpelError(`${p}: not valid JSON (${(e as Error).message})`);
   }
-  if (!j || typeof j !== 'object' || (j as RunJson).format !== RUN_FORMAT) throw new ScalpelError(`${p}: not a Scalpel run (expected format ${RUN_FORMAT})`);
+  if (!j || typeof j !== 'object' || (j as RunJson).format !== RUN_FORMAT)
+    throw new ScalpelError(`${p}: not a Scalpel run (expected format ${RUN_FORMAT})`);
   return j as RunJson;
 }
 
 /** Throws unless `runDir`'s run.json was made with the model of this fingerprint. */
 export function checkSameModel(run: RunJson, runDir: string, modelDir: string, fingerprint: string): void {
   if (run.model.fingerprint !== fingerprint) {
-    throw new ScalpelError(`${join(runDir, FILES.run)}: RUN was made with a different model (${run.model.dir}, fingerprint ${run.model.fingerprint}); ${resolve(modelDir)} has fingerprint ${fingerprint}`);
+    throw new ScalpelError(
+      `${join(runDir, FILES.run)}: RUN was made with a different model (${run.model.dir}, fingerprint ${run.model.fingerprint}); ${resolve(modelDir)} has fingerprint ${fingerprint}`,
+    );
   }
 }
 
@@ -106,7 +118,12 @@ export function f32Tensor(name: string, shape: number[], data: ArrayLike<number>
   return { name, dtype: 'f32', shape, data: data instanceof Float32Array ? data : Float32Array.from(data) };
 }
 
-export async function writeTensors(runDir: string, file: string, tensors: Tensor[], metadata: Record<string, string>): Promise<void> {
+export async function writeTensors(
+  runDir: string,
+  file: string,
+  tensors: Tensor[],
+  metadata: Record<string, string>,
+): Promise<void> {
   await writeSafetensors(join(runDir, file), tensors, metadata);
 }
 

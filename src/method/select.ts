@@ -56,7 +56,10 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
   const b = ctx.backend;
   const cand = await loadCandidates(ctx.runDir);
   const { k, L, d } = cand;
-  if (L !== b.numLayers || d !== b.width) throw new ScalpelError(`${join(ctx.runDir, FILES.candidates)}: shape [${k}, ${L}, ${d}] does not fit the model (${b.numLayers} layers, width ${b.width})`);
+  if (L !== b.numLayers || d !== b.width)
+    throw new ScalpelError(
+      `${join(ctx.runDir, FILES.candidates)}: shape [${k}, ${L}, ${d}] does not fit the model (${b.numLayers} layers, width ${b.width})`,
+    );
   const rt = ctx.run.refusal_tokens?.ids;
   if (!rt) throw new ScalpelError(`${join(ctx.runDir, FILES.run)}: no refusal tokens recorded; run extract first`);
   const S = sampled.sets;
@@ -83,9 +86,17 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
   const slots: Slot[] = [];
   for (let i = 0; i < k; i++) {
     for (let l = 0; l < L; l++) {
-      const row: SelectionRow = { position: i - k, layer: l, refusal_score: null, kl: null, harmful_score: null, rejected: null };
+      const row: SelectionRow = {
+        position: i - k,
+        layer: l,
+        refusal_score: null,
+        kl: null,
+        harmful_score: null,
+        rejected: null,
+      };
       if (c.target === 'true') row.steering_score = null;
-      if (l >= floorLayer) row.rejected = `layer ${l} ≥ ${floorLayer} (last ${Math.round(c.prunePercent * 100)}% of layers)`;
+      if (l >= floorLayer)
+        row.rejected = `layer ${l} ≥ ${floorLayer} (last ${Math.round(c.prunePercent * 100)}% of layers)`;
       rows.push(row);
       slots.push({ i, l, row });
     }
@@ -95,7 +106,8 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
   // Identical inputs give zero differences (e.g. layer 0, where the block input is the post-instruction token's
   // embedding for every prompt): nothing to ablate.
   for (const s of live) {
-    if (norm(ablationFor(s.i, s.l, c.lambda).direction) < 0.5) s.row.rejected = 'zero vector (the three sets do not differ here)';
+    if (norm(ablationFor(s.i, s.l, c.lambda).direction) < 0.5)
+      s.row.rejected = 'zero vector (the three sets do not differ here)';
   }
   const todo = live.filter((s) => s.row.rejected === null);
   const p = ctx.progress(`selecting among ${todo.length} candidates`, todo.length);
@@ -111,7 +123,9 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
     // Lowest pseudo-harmful score first; the harm guard is checked in that order until a candidate passes.
     // The guard rejects pushing harmful prompts below 0; a model already below 0 must not drop further.
     const guard = Math.min(0, baseline.harmful_val_score ?? 0);
-    const ranked = todo.filter((s) => s.row.rejected === null).sort((a, b2) => a.row.refusal_score! - b2.row.refusal_score!);
+    const ranked = todo
+      .filter((s) => s.row.rejected === null)
+      .sort((a, b2) => a.row.refusal_score! - b2.row.refusal_score!);
     for (const s of ranked) {
       if (chosen) {
         s.row.rejected = null;
@@ -136,13 +150,16 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
       else {
         const add = interventionHooks(L, undefined, { layer: s.l, vector: slice(cand.r, s.i, s.l, L, d), alpha: 1 });
         s.row.steering_score = await meanScore(harmless, add);
-        if (s.row.steering_score <= c.induceThreshold) s.row.rejected = `steering score ${fmt(s.row.steering_score)} ≤ ${c.induceThreshold} (adding r does not induce refusal)`;
+        if (s.row.steering_score <= c.induceThreshold)
+          s.row.rejected = `steering score ${fmt(s.row.steering_score)} ≤ ${c.induceThreshold} (adding r does not induce refusal)`;
         else s.row.harmful_score = await meanScore(harmful, hooks);
       }
       p.bump();
     }
     p.stop();
-    const ok = todo.filter((s) => s.row.rejected === null).sort((a, b2) => a.row.harmful_score! - b2.row.harmful_score!);
+    const ok = todo
+      .filter((s) => s.row.rejected === null)
+      .sort((a, b2) => a.row.harmful_score! - b2.row.harmful_score!);
     chosen = ok[0];
   }
 
@@ -150,9 +167,20 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
     target: c.target,
     lambda: c.lambda,
     ablation: c.ablation,
-    rules: c.target === 'false'
-      ? { kl_threshold: c.klThreshold, prune_from_layer: floorLayer, harm_guard: c.harmGuard ? `harmful-val score ≥ min(0, baseline ${fmt(baseline.harmful_val_score)})` : false, pick: 'lowest pseudo-harmful val refusal score' }
-      : { kl_threshold: c.trueKlThreshold, induce_threshold: c.induceThreshold, prune_from_layer: floorLayer, pick: 'lowest harmful val refusal score' },
+    rules:
+      c.target === 'false'
+        ? {
+            kl_threshold: c.klThreshold,
+            prune_from_layer: floorLayer,
+            harm_guard: c.harmGuard ? `harmful-val score ≥ min(0, baseline ${fmt(baseline.harmful_val_score)})` : false,
+            pick: 'lowest pseudo-harmful val refusal score',
+          }
+        : {
+            kl_threshold: c.trueKlThreshold,
+            induce_threshold: c.induceThreshold,
+            prune_from_layer: floorLayer,
+            pick: 'lowest harmful val refusal score',
+          },
     baseline,
     candidates: rows,
     chosen: chosen ? chosenOf(chosen, k) : null,
@@ -163,16 +191,29 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
   if (c.alpha !== 0) {
     const arows: SelectionRow[] = [];
     const aslots: Slot[] = [];
-    for (let i = 0; i < k; i++) for (let l = 0; l < L; l++) {
-      const row: SelectionRow = { position: i - k, layer: l, refusal_score: null, kl: null, harmful_score: null, rejected: l >= floorLayer ? `layer ${l} ≥ ${floorLayer}` : null };
-      arows.push(row);
-      aslots.push({ i, l, row });
-    }
-    for (const s of aslots) if (s.row.rejected === null && norm(slice(cand.r, s.i, s.l, L, d)) === 0) s.row.rejected = 'zero vector';
+    for (let i = 0; i < k; i++)
+      for (let l = 0; l < L; l++) {
+        const row: SelectionRow = {
+          position: i - k,
+          layer: l,
+          refusal_score: null,
+          kl: null,
+          harmful_score: null,
+          rejected: l >= floorLayer ? `layer ${l} ≥ ${floorLayer}` : null,
+        };
+        arows.push(row);
+        aslots.push({ i, l, row });
+      }
+    for (const s of aslots)
+      if (s.row.rejected === null && norm(slice(cand.r, s.i, s.l, L, d)) === 0) s.row.rejected = 'zero vector';
     const alive = aslots.filter((s) => s.row.rejected === null);
     const pa = ctx.progress('selecting the actadd vector', alive.length);
     for (const s of alive) {
-      const add = interventionHooks(L, undefined, { layer: s.l, vector: slice(cand.r, s.i, s.l, L, d), alpha: c.alpha });
+      const add = interventionHooks(L, undefined, {
+        layer: s.l,
+        vector: slice(cand.r, s.i, s.l, L, d),
+        alpha: c.alpha,
+      });
       const logits = await b.lastLogits(harmless, { hooks: add });
       s.row.kl = mean(logits.map((lg, j) => klDivergence(baseHarmless[j]!, lg)));
       if (s.row.kl > c.actaddKlThreshold) s.row.rejected = `KL ${fmt(s.row.kl)} > ${c.actaddKlThreshold}`;
@@ -182,37 +223,67 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
     }
     pa.stop();
     // α > 0 adds refusal: the largest harmless-val refusal score wins. α < 0 removes it: the lowest harmful-val score.
-    const ok = alive.filter((s) => s.row.rejected === null)
-      .sort((a, b2) => (c.alpha > 0 ? b2.row.refusal_score! - a.row.refusal_score! : a.row.harmful_score! - b2.row.harmful_score!));
+    const ok = alive
+      .filter((s) => s.row.rejected === null)
+      .sort((a, b2) =>
+        c.alpha > 0 ? b2.row.refusal_score! - a.row.refusal_score! : a.row.harmful_score! - b2.row.harmful_score!,
+      );
     actaddChosen = ok[0];
-    sel.actadd = { alpha: c.alpha, kl_threshold: c.actaddKlThreshold, candidates: arows, chosen: actaddChosen ? chosenOf(actaddChosen, k) : null };
+    sel.actadd = {
+      alpha: c.alpha,
+      kl_threshold: c.actaddKlThreshold,
+      candidates: arows,
+      chosen: actaddChosen ? chosenOf(actaddChosen, k) : null,
+    };
   }
 
   // selection.json is written even when nothing passes, so the rejections can be read.
   mkdirSync(ctx.runDir, { recursive: true });
   await writeJson(ctx.runDir, FILES.selection, sel);
   if (!chosen) {
-    const hint = c.target === 'true' ? 'try a larger --true-kl-threshold or a lower --induce-threshold' : 'try --no-harm-guard or a larger --kl-threshold';
+    const hint =
+      c.target === 'true'
+        ? 'try a larger --true-kl-threshold or a lower --induce-threshold'
+        : 'try --no-harm-guard or a larger --kl-threshold';
     throw new ScalpelError(`select: no candidate passes the rules (see ${join(ctx.runDir, FILES.selection)}); ${hint}`);
   }
   if (c.alpha !== 0 && !actaddChosen) {
-    throw new ScalpelError(`select: no actadd candidate passes KL ≤ ${c.actaddKlThreshold} at α = ${c.alpha} (see ${join(ctx.runDir, FILES.selection)})`);
+    throw new ScalpelError(
+      `select: no actadd candidate passes KL ≤ ${c.actaddKlThreshold} at α = ${c.alpha} (see ${join(ctx.runDir, FILES.selection)})`,
+    );
   }
   await writeVector(ctx.runDir, cand, c, chosen, actaddChosen, ctx.fingerprint);
   const ch = sel.chosen!;
-  ctx.log(`chosen: position ${ch.position}, layer ${ch.layer} (pseudo-val score ${fmt(ch.refusal_score)}, KL ${fmt(ch.kl)}, harmful-val score ${fmt(ch.harmful_score)})`);
+  ctx.log(
+    `chosen: position ${ch.position}, layer ${ch.layer} (pseudo-val score ${fmt(ch.refusal_score)}, KL ${fmt(ch.kl)}, harmful-val score ${fmt(ch.harmful_score)})`,
+  );
 }
 
 /** vector.safetensors: the chosen candidate's ablation direction, its r and w, and the actadd r if any. */
-async function writeVector(runDir: string, cand: Candidates, c: MethodConfig, chosen: Slot, actaddChosen: Slot | undefined, fingerprint: string): Promise<void> {
+async function writeVector(
+  runDir: string,
+  cand: Candidates,
+  c: MethodConfig,
+  chosen: Slot,
+  actaddChosen: Slot | undefined,
+  fingerprint: string,
+): Promise<void> {
   const { L, d } = cand;
   const v = vectorFor(cand, c, chosen.i, chosen.l, c.lambda);
-  const tensors = [f32Tensor('direction', [d], v.ablation.direction), f32Tensor('r', [d], slice(cand.r, chosen.i, chosen.l, L, d)), f32Tensor('w', [d], slice(cand.w, chosen.i, chosen.l, L, d))];
+  const tensors = [
+    f32Tensor('direction', [d], v.ablation.direction),
+    f32Tensor('r', [d], slice(cand.r, chosen.i, chosen.l, L, d)),
+    f32Tensor('w', [d], slice(cand.w, chosen.i, chosen.l, L, d)),
+  ];
   const targets = v.ablation.affineTargets;
   if (targets) tensors.push(f32Tensor('affine_targets', [targets.length, L], targets.flat()));
   const meta: Record<string, string> = {
     format: 'scalpel-vector/1',
-    position: String(chosen.row.position), layer: String(chosen.l), lambda: String(c.lambda), target: c.target, ablation: c.ablation,
+    position: String(chosen.row.position),
+    layer: String(chosen.l),
+    lambda: String(c.lambda),
+    target: c.target,
+    ablation: c.ablation,
     hooks: 'blocks.*.hook_resid_pre, blocks.*.hook_attn_out, blocks.*.hook_mlp_out',
     model_fingerprint: fingerprint,
   };
@@ -226,7 +297,14 @@ async function writeVector(runDir: string, cand: Candidates, c: MethodConfig, ch
 }
 
 function chosenOf(s: Slot, k: number): Chosen {
-  return { position: s.i - k, layer: s.l, position_index: s.i, refusal_score: s.row.refusal_score, kl: s.row.kl, harmful_score: s.row.harmful_score };
+  return {
+    position: s.i - k,
+    layer: s.l,
+    position_index: s.i,
+    refusal_score: s.row.refusal_score,
+    kl: s.row.kl,
+    harmful_score: s.row.harmful_score,
+  };
 }
 
 function fmt(x: number | null | undefined): string {

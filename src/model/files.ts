@@ -55,25 +55,36 @@ export function findWeightFiles(dir: string): { files: string[]; weightMap: Map<
   if (fs.existsSync(indexPath)) {
     const index = readJsonFile(indexPath);
     const wm = index['weight_map'];
-    if (wm === null || typeof wm !== 'object' || Array.isArray(wm)) throw new ScalpelError(`${indexPath}: field weight_map is missing or not an object`);
+    if (wm === null || typeof wm !== 'object' || Array.isArray(wm))
+      throw new ScalpelError(`${indexPath}: field weight_map is missing or not an object`);
     const weightMap = new Map<string, string>();
     const files: string[] = [];
     for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
-      if (typeof shard !== 'string' || shard.length === 0 || path.isAbsolute(shard) || shard.split(/[\\/]/).includes('..')) {
+      if (
+        typeof shard !== 'string' ||
+        shard.length === 0 ||
+        path.isAbsolute(shard) ||
+        shard.split(/[\\/]/).includes('..')
+      ) {
         throw new ScalpelError(`${indexPath}: weight_map['${name}'] is not a shard file name inside the directory`);
       }
       const shardPath = path.join(dir, shard);
       if (!files.includes(shardPath)) {
-        if (!fs.existsSync(shardPath)) throw new ScalpelError(`${indexPath}: weight_map names shard ${shard}, which does not exist in ${dir}`);
+        if (!fs.existsSync(shardPath))
+          throw new ScalpelError(`${indexPath}: weight_map names shard ${shard}, which does not exist in ${dir}`);
         files.push(shardPath);
       }
       weightMap.set(name, shardPath);
     }
-    if (files.length === 0) throw new ScalpelError(`${indexPath}: weight_map is empty, expected tensor name → shard file`);
+    if (files.length === 0)
+      throw new ScalpelError(`${indexPath}: weight_map is empty, expected tensor name → shard file`);
     return { files, weightMap };
   }
   const others = fs.readdirSync(dir).filter((f) => WEIGHT_FILE.test(f));
-  const hint = others.length > 0 ? ` (found ${others.slice(0, 3).join(', ')}${others.length > 3 ? ', …' : ''}; Scalpel reads Hugging Face safetensors checkpoints)` : '';
+  const hint =
+    others.length > 0
+      ? ` (found ${others.slice(0, 3).join(', ')}${others.length > 3 ? ', …' : ''}; Scalpel reads Hugging Face safetensors checkpoints)`
+      : '';
   throw new ScalpelError(`${dir}: no weights found, expected ${SINGLE} or ${INDEX}${hint}`);
 }
 
@@ -95,7 +106,8 @@ export async function listModelTensors(dir: string): Promise<Map<string, Safeten
 export async function readModelDir(dir: string, opts: ReadModelDirOptions = {}): Promise<ModelFiles> {
   checkDir(dir);
   const configPath = path.join(dir, 'config.json');
-  if (!fs.existsSync(configPath)) throw new ScalpelError(`${configPath}: file is missing, expected a Hugging Face model directory with config.json`);
+  if (!fs.existsSync(configPath))
+    throw new ScalpelError(`${configPath}: file is missing, expected a Hugging Face model directory with config.json`);
   const config = readJsonFile(configPath);
   const generationConfig = readJsonFile(path.join(dir, 'generation_config.json'), true);
   const { files, weightMap } = findWeightFiles(dir);
@@ -107,7 +119,10 @@ export async function readModelDir(dir: string, opts: ReadModelDirOptions = {}):
   for (const h of headers) {
     for (const name of h.entries.keys()) {
       const other = owner.get(name);
-      if (other !== undefined) throw new ScalpelError(`${h.path}: tensor '${name}' is also in ${path.basename(other)}, expected each tensor once`);
+      if (other !== undefined)
+        throw new ScalpelError(
+          `${h.path}: tensor '${name}' is also in ${path.basename(other)}, expected each tensor once`,
+        );
       owner.set(name, h.path);
     }
   }
@@ -115,7 +130,9 @@ export async function readModelDir(dir: string, opts: ReadModelDirOptions = {}):
     for (const [name, shard] of weightMap) {
       const found = owner.get(name);
       if (found !== shard) {
-        throw new ScalpelError(`${path.join(dir, INDEX)}: weight_map puts tensor '${name}' in ${path.basename(shard)}, but ${found ? `it is in ${path.basename(found)}` : 'it is not in that shard'}`);
+        throw new ScalpelError(
+          `${path.join(dir, INDEX)}: weight_map puts tensor '${name}' in ${path.basename(shard)}, but ${found ? `it is in ${path.basename(found)}` : 'it is not in that shard'}`,
+        );
       }
     }
   }
@@ -151,18 +168,27 @@ export function hasTensor(m: Pick<ModelFiles, 'tensors'>, name: string): boolean
  * A tensor the architecture requires, checked against the shape it expects (from config.json). Errors:
  * "missing tensor X in DIR (...)" and "FILE: tensor X has shape [a, b], expected [c, d] ...".
  */
-export function requireTensor(m: Pick<ModelFiles, 'dir' | 'tensors' | 'tensorFiles'>, name: string, shape?: readonly number[]): Tensor {
+export function requireTensor(
+  m: Pick<ModelFiles, 'dir' | 'tensors' | 'tensorFiles'>,
+  name: string,
+  shape?: readonly number[],
+): Tensor {
   const t = m.tensors.get(name);
   if (!t) throw new ScalpelError(`missing tensor ${name} in ${m.dir} (the architecture needs it)`);
   if (shape && (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))) {
     const where = m.tensorFiles.get(name) ?? m.dir;
-    throw new ScalpelError(`${where}: tensor ${name} has shape ${fmtShape(t.shape)}, expected ${fmtShape(shape)} from config.json`);
+    throw new ScalpelError(
+      `${where}: tensor ${name} has shape ${fmtShape(t.shape)}, expected ${fmtShape(shape)} from config.json`,
+    );
   }
   return t;
 }
 
 /** Like requireTensor, but returns null when the tensor is absent (the shape is still checked when present). */
-export function optionalTensor(m: Pick<ModelFiles, 'dir' | 'tensors' | 'tensorFiles'>, name: string, shape?: readonly number[]): Tensor | null {
+export function optionalTensor(
+  m: Pick<ModelFiles, 'dir' | 'tensors' | 'tensorFiles'>,
+  name: string,
+  shape?: readonly number[],
+): Tensor | null {
   return m.tensors.has(name) ? requireTensor(m, name, shape) : null;
 }
-

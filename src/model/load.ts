@@ -29,7 +29,8 @@ export interface LoadModelOptions {
 
 function idList(v: unknown): number[] | null {
   if (typeof v === 'number' && Number.isInteger(v)) return [v];
-  if (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number' && Number.isInteger(x))) return v as number[];
+  if (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number' && Number.isInteger(x)))
+    return v as number[];
   return null;
 }
 
@@ -51,7 +52,10 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     early = { tokenizer: TextTokenizer.load(dir), chat: ChatTemplate.load(dir) };
   }
   const { model, files } = await readModel(dir, opts);
-  const { tokenizer, chat } = early ?? { tokenizer: TextTokenizer.load(files.tokenizerDir), chat: ChatTemplate.load(files.tokenizerDir) };
+  const { tokenizer, chat } = early ?? {
+    tokenizer: TextTokenizer.load(files.tokenizerDir),
+    chat: ChatTemplate.load(files.tokenizerDir),
+  };
   const textConfig = files.config['text_config'] as Record<string, unknown> | undefined;
   const eosTokenIds =
     idList(files.generationConfig?.['eos_token_id']) ??

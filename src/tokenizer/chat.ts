@@ -64,7 +64,8 @@ export class ChatTemplate {
       if (typeof value === 'string') return value;
       if (Array.isArray(value)) {
         const named = value.find((t) => t && typeof t === 'object' && (t as { name?: unknown }).name === 'default');
-        if (named && typeof (named as { template?: unknown }).template === 'string') return (named as { template: string }).template;
+        if (named && typeof (named as { template?: unknown }).template === 'string')
+          return (named as { template: string }).template;
         throw new ScalpelError(`${file}: chat_template is a list without a template named 'default'`);
       }
       throw new ScalpelError(`${file}: chat_template is neither a string nor a list of { name, template }`);
@@ -81,7 +82,10 @@ export class ChatTemplate {
   /** Like load, but a model without a chat template is an error. */
   static require(dir: string): ChatTemplate {
     const t = ChatTemplate.load(dir);
-    if (!t) throw new ScalpelError(`${dir}: no chat template, expected chat_template.jinja or the field chat_template in tokenizer_config.json`);
+    if (!t)
+      throw new ScalpelError(
+        `${dir}: no chat template, expected chat_template.jinja or the field chat_template in tokenizer_config.json`,
+      );
     return t;
   }
 
@@ -106,23 +110,41 @@ export class ChatTemplate {
 }
 
 /** Token ids of a chat prompt: the rendered template, tokenized without adding special tokens again. */
-export function encodeChat(tokenizer: TextTokenizer, template: ChatTemplate, messages: readonly ChatMessage[], opts: RenderOptions = {}): number[] {
+export function encodeChat(
+  tokenizer: TextTokenizer,
+  template: ChatTemplate,
+  messages: readonly ChatMessage[],
+  opts: RenderOptions = {},
+): number[] {
   return tokenizer.encode(template.render(messages, opts), { addSpecialTokens: false });
 }
 
 /** The conversation the method uses: an optional system prompt, then one user message. */
 export function chatMessages(instruction: string, system?: string): ChatMessage[] {
-  return [...(system !== undefined ? [{ role: 'system', content: system }] : []), { role: 'user', content: instruction }];
+  return [
+    ...(system !== undefined ? [{ role: 'system', content: system }] : []),
+    { role: 'user', content: instruction },
+  ];
 }
 
 const PLACEHOLDER = 'SCALPELxPLACEHOLDERxQ7Z';
 /** Instructions with different endings, so that boundary merges between instruction and template show up. */
-const PROBES = ['Hello', 'How do I bake bread?', 'Write a poem about the sea.', 'Give me 42', 'naïve café', 'x', '你好', 'end with space )'];
+const PROBES = [
+  'Hello',
+  'How do I bake bread?',
+  'Write a poem about the sea.',
+  'Give me 42',
+  'naïve café',
+  'x',
+  '你好',
+  'end with space )',
+];
 
 function commonTail(seqs: number[][]): number[] {
   const first = seqs[0]!;
   let n = 0;
-  while (n < first.length && seqs.every((s) => s.length > n && s[s.length - 1 - n] === first[first.length - 1 - n])) n++;
+  while (n < first.length && seqs.every((s) => s.length > n && s[s.length - 1 - n] === first[first.length - 1 - n]))
+    n++;
   return first.slice(first.length - n);
 }
 
@@ -135,20 +157,32 @@ function commonTail(seqs: number[][]): number[] {
  * tokens that do not depend on the instruction.
  */
 export function postInstructionSuffix(
-  tokenizer: TextTokenizer, template: ChatTemplate, opts: { system?: string; extra?: Record<string, unknown>; probes?: string[] } = {},
+  tokenizer: TextTokenizer,
+  template: ChatTemplate,
+  opts: { system?: string; extra?: Record<string, unknown>; probes?: string[] } = {},
 ): number[] {
-  const text = template.render(chatMessages(PLACEHOLDER, opts.system), { addGenerationPrompt: true, extra: opts.extra });
+  const text = template.render(chatMessages(PLACEHOLDER, opts.system), {
+    addGenerationPrompt: true,
+    extra: opts.extra,
+  });
   const at = text.indexOf(PLACEHOLDER);
   if (at < 0 || text.indexOf(PLACEHOLDER, at + 1) >= 0) {
-    throw new ScalpelError(`${template.file}: chat_template does not put the user's message into the prompt exactly once, cannot find the post-instruction tokens`);
+    throw new ScalpelError(
+      `${template.file}: chat_template does not put the user's message into the prompt exactly once, cannot find the post-instruction tokens`,
+    );
   }
   const suffix = text.slice(at + PLACEHOLDER.length);
   const alone = tokenizer.encode(suffix, { addSpecialTokens: false });
   const fulls = (opts.probes ?? PROBES).map((p) =>
-    encodeChat(tokenizer, template, chatMessages(p, opts.system), { addGenerationPrompt: true, extra: opts.extra }));
-  const isTail = (s: number[]) => alone.length <= s.length && alone.every((id, i) => s[s.length - alone.length + i] === id);
+    encodeChat(tokenizer, template, chatMessages(p, opts.system), { addGenerationPrompt: true, extra: opts.extra }),
+  );
+  const isTail = (s: number[]) =>
+    alone.length <= s.length && alone.every((id, i) => s[s.length - alone.length + i] === id);
   if (alone.length > 0 && fulls.every(isTail)) return alone;
   const tail = commonTail(fulls);
-  if (tail.length === 0) throw new ScalpelError(`${template.file}: chat_template adds no tokens after the user's message, cannot find the post-instruction tokens`);
+  if (tail.length === 0)
+    throw new ScalpelError(
+      `${template.file}: chat_template adds no tokens after the user's message, cannot find the post-instruction tokens`,
+    );
   return tail;
 }

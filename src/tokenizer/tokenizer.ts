@@ -26,7 +26,8 @@ export interface DecodeOptions {
 /** A special-token value in tokenizer_config.json: a string, or an AddedToken object { content, ... }. */
 export function tokenContent(v: unknown): string | null {
   if (typeof v === 'string') return v;
-  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string')
+    return (v as { content: string }).content;
   return null;
 }
 
@@ -40,11 +41,18 @@ function templateProcessor(bos: string | null, eos: string | null, ids: Map<stri
   const special = (t: string, typeId: number) => ({ SpecialToken: { id: t, type_id: typeId } });
   const seq = (id: 'A' | 'B', typeId: number) => ({ Sequence: { id, type_id: typeId } });
   const around = (id: 'A' | 'B', typeId: number) => [
-    ...(bos ? [special(bos, typeId)] : []), seq(id, typeId), ...(eos ? [special(eos, typeId)] : []),
+    ...(bos ? [special(bos, typeId)] : []),
+    seq(id, typeId),
+    ...(eos ? [special(eos, typeId)] : []),
   ];
   const specialTokens: Record<string, unknown> = {};
   for (const t of [bos, eos]) if (t) specialTokens[t] = { id: t, ids: [ids.get(t)], tokens: [t] };
-  return { type: 'TemplateProcessing', single: around('A', 0), pair: [...around('A', 0), ...around('B', 1)], special_tokens: specialTokens };
+  return {
+    type: 'TemplateProcessing',
+    single: around('A', 0),
+    pair: [...around('A', 0), ...around('B', 1)],
+    special_tokens: specialTokens,
+  };
 }
 
 /**
@@ -57,20 +65,25 @@ function checkAddedTokenIds(tokJson: Record<string, unknown>, file: string): voi
   const added = tokJson['added_tokens'];
   if (!Array.isArray(added) || model.vocab === null || typeof model.vocab !== 'object') return;
   const vocab = new Map<string, number>();
-  if (Array.isArray(model.vocab)) model.vocab.forEach((e, i) => vocab.set(Array.isArray(e) ? String(e[0]) : String(e), i));
+  if (Array.isArray(model.vocab))
+    model.vocab.forEach((e, i) => vocab.set(Array.isArray(e) ? String(e[0]) : String(e), i));
   else for (const [k, v] of Object.entries(model.vocab as Record<string, number>)) vocab.set(k, v);
   const vocabSize = vocab.size;
   const assigned = new Map<string, number>();
   let maxAdded = -1;
   for (const t of added as { content?: unknown; id?: unknown }[]) {
-    if (typeof t.content !== 'string' || typeof t.id !== 'number') throw new ScalpelError(`${file}: added_tokens entries need a string content and a numeric id`);
+    if (typeof t.content !== 'string' || typeof t.id !== 'number')
+      throw new ScalpelError(`${file}: added_tokens entries need a string content and a numeric id`);
     if (t.content === '' || assigned.has(t.content)) continue;
     let id = vocab.get(t.content);
-    if (id === undefined) id = maxAdded < 0 ? vocabSize : maxAdded >= vocabSize || vocabSize === 0 ? maxAdded + 1 : vocabSize;
+    if (id === undefined)
+      id = maxAdded < 0 ? vocabSize : maxAdded >= vocabSize || vocabSize === 0 ? maxAdded + 1 : vocabSize;
     assigned.set(t.content, id);
     maxAdded = Math.max(maxAdded, id);
     if (id !== t.id) {
-      throw new ScalpelError(`${file}: added token ${JSON.stringify(t.content)} has id ${t.id}, but Hugging Face tokenizers gives it id ${id} (added tokens missing from model.vocab are numbered from the vocabulary size ${vocabSize} up)`);
+      throw new ScalpelError(
+        `${file}: added token ${JSON.stringify(t.content)} has id ${t.id}, but Hugging Face tokenizers gives it id ${id} (added tokens missing from model.vocab are numbered from the vocabulary size ${vocabSize} up)`,
+      );
     }
   }
 }
@@ -115,7 +128,8 @@ export class TextTokenizer {
       throw new ScalpelError(`${tokPath}: file is missing, expected the Hugging Face tokenizer.json${hint}`);
     }
     const tokJson = readJsonFile(tokPath);
-    if (tokJson['model'] === null || typeof tokJson['model'] !== 'object') throw new ScalpelError(`${tokPath}: field model is missing, expected a tokenizers model object`);
+    if (tokJson['model'] === null || typeof tokJson['model'] !== 'object')
+      throw new ScalpelError(`${tokPath}: field model is missing, expected a tokenizers model object`);
     checkAddedTokenIds(tokJson, tokPath);
     const config = readJsonFile(path.join(dir, 'tokenizer_config.json'), true) ?? {};
     const map = readJsonFile(path.join(dir, 'special_tokens_map.json'), true) ?? {};
@@ -126,7 +140,9 @@ export class TextTokenizer {
       eos_token: pick('eos_token'),
       unk_token: pick('unk_token'),
       pad_token: pick('pad_token'),
-      additional_special_tokens: Array.isArray(extra) ? extra.map(tokenContent).filter((t): t is string => t !== null) : [],
+      additional_special_tokens: Array.isArray(extra)
+        ? extra.map(tokenContent).filter((t): t is string => t !== null)
+        : [],
     };
 
     // Follow transformers where it overrides tokenizer.json: the BOS/EOS post-processor of the Llama/Gemma classes.
@@ -136,13 +152,23 @@ export class TextTokenizer {
       const addBos = config['add_bos_token'] === undefined ? true : config['add_bos_token'] === true;
       const addEos = config['add_eos_token'] === true;
       const ids = new Map<string, number>();
-      for (const t of (tokJson['added_tokens'] as { content: string; id: number }[] | undefined) ?? []) ids.set(t.content, t.id);
+      for (const t of (tokJson['added_tokens'] as { content: string; id: number }[] | undefined) ?? [])
+        ids.set(t.content, t.id);
       const vocab = (tokJson['model'] as { vocab?: unknown }).vocab;
-      const lookup = (t: string | null) => (t === null ? undefined : (ids.get(t) ?? (vocab && !Array.isArray(vocab) ? (vocab as Record<string, number>)[t] : undefined)));
+      const lookup = (t: string | null) =>
+        t === null
+          ? undefined
+          : (ids.get(t) ?? (vocab && !Array.isArray(vocab) ? (vocab as Record<string, number>)[t] : undefined));
       const bos = addBos ? special.bos_token : null;
       const eos = addEos ? special.eos_token : null;
-      if (bos !== null && lookup(bos) === undefined) throw new ScalpelError(`${path.join(dir, 'tokenizer_config.json')}: bos_token ${JSON.stringify(bos)} is not in tokenizer.json`);
-      if (eos !== null && lookup(eos) === undefined) throw new ScalpelError(`${path.join(dir, 'tokenizer_config.json')}: eos_token ${JSON.stringify(eos)} is not in tokenizer.json`);
+      if (bos !== null && lookup(bos) === undefined)
+        throw new ScalpelError(
+          `${path.join(dir, 'tokenizer_config.json')}: bos_token ${JSON.stringify(bos)} is not in tokenizer.json`,
+        );
+      if (eos !== null && lookup(eos) === undefined)
+        throw new ScalpelError(
+          `${path.join(dir, 'tokenizer_config.json')}: eos_token ${JSON.stringify(eos)} is not in tokenizer.json`,
+        );
       for (const t of [bos, eos]) if (t !== null) ids.set(t, lookup(t)!);
       json = { ...tokJson, post_processor: templateProcessor(bos, eos, ids) };
     }
@@ -150,7 +176,8 @@ export class TextTokenizer {
     // transformers ≥ 4.45 leaves spaces alone on decode unless the config asks; tokenizers.js defaults to cleaning.
     // The library wants special tokens as plain strings (configs may hold AddedToken objects).
     const libConfig = {
-      ...config, ...special,
+      ...config,
+      ...special,
       clean_up_tokenization_spaces: config['clean_up_tokenization_spaces'] === true,
     };
     let tok: Tokenizer;

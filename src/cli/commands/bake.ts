@@ -20,7 +20,9 @@ interface BakeFlags {
 export function register(program: Command): void {
   program
     .command('bake')
-    .description("write a copy of the model with the run's chosen direction removed from its weights (no hooks needed at inference)")
+    .description(
+      "write a copy of the model with the run's chosen direction removed from its weights (no hooks needed at inference)",
+    )
     .requiredOption('--run <dir>', 'run directory with a finished select stage')
     .requiredOption('--out <dir>', 'new model directory to write')
     .option('--model <dir>', "the model the run was made with (default: the run's)")
@@ -30,10 +32,14 @@ export function register(program: Command): void {
       const { runDir, run, modelDir } = openRun(flags.run, flags.model);
       const cfg = run.config as { lambda?: number; alpha?: number; ablation?: string };
       if (cfg.ablation === 'affine') {
-        throw new ScalpelError(`${runDir}/${FILES.run}: config.ablation is affine, which needs a bias on the residual stream that the weights do not have; bake a run made with --ablation zero`);
+        throw new ScalpelError(
+          `${runDir}/${FILES.run}: config.ablation is affine, which needs a bias on the residual stream that the weights do not have; bake a run made with --ablation zero`,
+        );
       }
       if (cfg.alpha !== undefined && cfg.alpha !== 0) {
-        throw new ScalpelError(`${runDir}/${FILES.run}: config.alpha is ${cfg.alpha}; activation addition cannot be written into weights without a bias; rerun select with --alpha 0 to bake the ablation alone`);
+        throw new ScalpelError(
+          `${runDir}/${FILES.run}: config.alpha is ${cfg.alpha}; activation addition cannot be written into weights without a bias; rerun select with --alpha 0 to bake the ablation alone`,
+        );
       }
       const lambda = lambdaFlag(flags.lambda, cfg.lambda ?? 1);
       const { sel, ablation } = await runIntervention(runDir, { ablation: 'zero' }, lambda, 0);
@@ -55,6 +61,8 @@ export function register(program: Command): void {
         },
         onProgress: (done, total) => bar.update(mb(done), mb(total)),
       }).finally(() => bar.stop());
-      log(`baked ${sel.target === 'true' ? 'the true-refusal direction' : `the false-refusal vector (λ = ${lambda})`} of position ${chosen.position}, layer ${chosen.layer} into ${res.changed.length} tensors${res.untied ? ' (the output head, tied before, keeps the original embedding)' : ''}: ${res.outDir}`);
+      log(
+        `baked ${sel.target === 'true' ? 'the true-refusal direction' : `the false-refusal vector (λ = ${lambda})`} of position ${chosen.position}, layer ${chosen.layer} into ${res.changed.length} tensors${res.untied ? ' (the output head, tied before, keeps the original embedding)' : ''}: ${res.outDir}`,
+      );
     });
 }

@@ -29,7 +29,9 @@ export function register(program: Command): void {
         return;
       }
       const w = Math.max(...rows.map((r) => r.name.length));
-      process.stdout.write(`data directory: ${dataDir ?? '(none: set --data-dir or SCALPEL_DATA; built-in sets only)'}\n`);
+      process.stdout.write(
+        `data directory: ${dataDir ?? '(none: set --data-dir or SCALPEL_DATA; built-in sets only)'}\n`,
+      );
       for (const r of rows) {
         const size = r.size === null ? r.note.padStart(6) : String(r.size).padStart(6);
         process.stdout.write(`${r.name.padEnd(w)}  ${size}  ${r.source}\n`);

@@ -14,6 +14,8 @@ export function register(program: Command): void {
     const res = await runStages(cmd, opts, runDirOf(opts, 'out'), ['extract'], false);
     const d = res.run.data ?? {};
     const kept = (k: string) => (d[k] ? `${d[k]!.kept}/${d[k]!.sampled}` : '–');
-    process.stdout.write(`candidates: ${res.runDir}/candidates.safetensors (harmful ${kept('harmful_train')}, harmless ${kept('harmless_train')}, pseudo-harmful ${kept('pseudo_train')} kept)\n`);
+    process.stdout.write(
+      `candidates: ${res.runDir}/candidates.safetensors (harmful ${kept('harmful_train')}, harmless ${kept('harmless_train')}, pseudo-harmful ${kept('pseudo_train')} kept)\n`,
+    );
   });
 }

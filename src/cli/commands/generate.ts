@@ -30,8 +30,14 @@ export function register(program: Command): void {
   program
     .command('generate')
     .description('greedy-decode a continuation of one prompt with a Hugging Face model directory')
-    .option('--model <dir>', "model directory (config.json, *.safetensors, tokenizer.json); with --run, default the run's")
-    .option('--run <dir>', "apply a finished run's intervention (its ablation, and activation addition if the run has α ≠ 0)")
+    .option(
+      '--model <dir>',
+      "model directory (config.json, *.safetensors, tokenizer.json); with --run, default the run's",
+    )
+    .option(
+      '--run <dir>',
+      "apply a finished run's intervention (its ablation, and activation addition if the run has α ≠ 0)",
+    )
     .option('--lambda <x>', "with --run: partial orthogonalization strength λ in [0, 1] (default: the run's)")
     .requiredOption('--prompt <text>', 'the prompt text')
     .option('--chat', "render the prompt as a user turn with the model's chat template")
@@ -42,8 +48,10 @@ export function register(program: Command): void {
       const maxNewTokens = Number(flags.maxNewTokens);
       if (!/^\d+$/.test(flags.maxNewTokens.trim()) || !Number.isSafeInteger(maxNewTokens))
         throw new ScalpelError(`--max-new-tokens: expected a non-negative integer, got '${flags.maxNewTokens}'`);
-      if (flags.lambda !== undefined && flags.run === undefined) throw new ScalpelError('--lambda: only with --run RUN');
-      if (flags.model === undefined && flags.run === undefined) throw new ScalpelError("required option '--model <dir>' not specified");
+      if (flags.lambda !== undefined && flags.run === undefined)
+        throw new ScalpelError('--lambda: only with --run RUN');
+      if (flags.model === undefined && flags.run === undefined)
+        throw new ScalpelError("required option '--model <dir>' not specified");
       const fromRun = flags.run !== undefined ? openRun(flags.run, flags.model) : null;
       const bar = progressFactory()('loading weights (MB)', 1);
       const mb = (bytes: number) => Math.round(bytes / 1e6);
@@ -54,8 +62,12 @@ export function register(program: Command): void {
       let promptTokens: number[];
       if (useChat) {
         if (!chat)
-          throw new ScalpelError(`${dir}: no chat template (tokenizer_config.json chat_template or chat_template.jinja); run without --chat`);
-        promptTokens = encodeChat(tokenizer, chat, chatMessages(flags.prompt, flags.system), { addGenerationPrompt: true });
+          throw new ScalpelError(
+            `${dir}: no chat template (tokenizer_config.json chat_template or chat_template.jinja); run without --chat`,
+          );
+        promptTokens = encodeChat(tokenizer, chat, chatMessages(flags.prompt, flags.system), {
+          addGenerationPrompt: true,
+        });
       } else {
         promptTokens = tokenizer.encode(flags.prompt);
       }
@@ -64,7 +76,12 @@ export function register(program: Command): void {
       if (fromRun) {
         const cfg = fromRun.run.config as { lambda?: number; alpha?: number; ablation?: AblationMode };
         const lambda = lambdaFlag(flags.lambda, cfg.lambda ?? 1);
-        const { ablation, actadd } = await runIntervention(fromRun.runDir, { ablation: cfg.ablation ?? 'zero' }, lambda, cfg.alpha ?? 0);
+        const { ablation, actadd } = await runIntervention(
+          fromRun.runDir,
+          { ablation: cfg.ablation ?? 'zero' },
+          lambda,
+          cfg.alpha ?? 0,
+        );
         hooks = interventionHooks(model.numLayers, ablation, actadd);
       }
       const [tokens] = greedyGenerate(model, [promptTokens], { maxNewTokens, eosTokenIds, hooks });

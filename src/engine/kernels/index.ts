@@ -13,7 +13,10 @@ export function tryNativeKernels(): { kernels: Kernels | null; reason: string } 
     return { kernels: nativeKernels(), reason: '' };
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    return { kernels: null, reason: msg.split('\n')[0]!.replace(ADDON_PATH, 'native/build/Release/scalpel_native.node') };
+    return {
+      kernels: null,
+      reason: msg.split('\n')[0]!.replace(ADDON_PATH, 'native/build/Release/scalpel_native.node'),
+    };
   }
 }
 
@@ -27,7 +30,9 @@ export function getKernels(): Kernels {
   const { kernels, reason } = tryNativeKernels();
   if (kernels) return (chosen = kernels);
   if (want === 'native') {
-    throw new ScalpelError(`SCALPEL_KERNELS=native: the native addon did not load (${reason}); run 'npm rebuild' in the scalpel package`);
+    throw new ScalpelError(
+      `SCALPEL_KERNELS=native: the native addon did not load (${reason}); run 'npm rebuild' in the scalpel package`,
+    );
   }
   process.stderr.write(`scalpel: native kernels unavailable (${reason}); using the portable JS kernels (slower)\n`);
   return (chosen = jsKernels);

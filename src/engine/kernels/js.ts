@@ -73,10 +73,16 @@ function matmul(y: Float32Array, x: Float32Array, w: Matrix, m: number, bias?: F
       const b3 = bias ? bias[j0 + 3]! : 0;
       for (let i = 0; i < m; i++) {
         const xo = i * k;
-        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        let s0 = 0,
+          s1 = 0,
+          s2 = 0,
+          s3 = 0;
         let t = 0;
         for (; t < k4; t += 4) {
-          const x0 = x[xo + t]!, x1 = x[xo + t + 1]!, x2 = x[xo + t + 2]!, x3 = x[xo + t + 3]!;
+          const x0 = x[xo + t]!,
+            x1 = x[xo + t + 1]!,
+            x2 = x[xo + t + 2]!,
+            x3 = x[xo + t + 3]!;
           s0 += x0 * wb[t]! + x1 * wb[t + 1]! + x2 * wb[t + 2]! + x3 * wb[t + 3]!;
           s1 += x0 * wb[k + t]! + x1 * wb[k + t + 1]! + x2 * wb[k + t + 2]! + x3 * wb[k + t + 3]!;
           s2 += x0 * wb[2 * k + t]! + x1 * wb[2 * k + t + 1]! + x2 * wb[2 * k + t + 2]! + x3 * wb[2 * k + t + 3]!;
@@ -101,7 +107,10 @@ function matmul(y: Float32Array, x: Float32Array, w: Matrix, m: number, bias?: F
         const b = bias ? bias[j0 + r]! : 0;
         for (let i = 0; i < m; i++) {
           const xo = i * k;
-          let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          let s0 = 0,
+            s1 = 0,
+            s2 = 0,
+            s3 = 0;
           let t = 0;
           for (; t < k4; t += 4) {
             s0 += x[xo + t]! * wb[wo + t]!;

@@ -11,12 +11,35 @@ import type { Kernels, Matrix } from '../types.js';
 /** What the addon exports (native/src/addon.cc). */
 export interface NativeAddon {
   /** y[m,n] = x[m,k]·Wᵀ (+ bias); dtype 0 = f32 (w: Float32Array), 1 = f16, 2 = bf16 (w: Uint16Array). */
-  matmul(y: Float32Array, x: Float32Array, w: Float32Array | Uint16Array, dtype: number, m: number, n: number, k: number,
-    bias?: Float32Array): void;
+  matmul(
+    y: Float32Array,
+    x: Float32Array,
+    w: Float32Array | Uint16Array,
+    dtype: number,
+    m: number,
+    n: number,
+    k: number,
+    bias?: Float32Array,
+  ): void;
   /** Causal attention over one layer of the KV cache (native/src/ops.cc); softcap 0 and window 0 mean none. */
-  attention(out: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, batch: number, seq: number, start: number,
-    firstReal: Int32Array, slots: Int32Array, heads: number, kvHeads: number, headDim: number, capacity: number,
-    scale: number, softcap: number, window: number): void;
+  attention(
+    out: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    batch: number,
+    seq: number,
+    start: number,
+    firstReal: Int32Array,
+    slots: Int32Array,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    capacity: number,
+    scale: number,
+    softcap: number,
+    window: number,
+  ): void;
   /** gate[i] = act(gate[i]) · up[i] for i < n; act 0 = silu, 1 = gelu_tanh. */
   gatedAct(gate: Float32Array, up: Float32Array, n: number, act: number): void;
   /** isa in use, best isa this CPU supports, thread count. */
@@ -29,7 +52,9 @@ export interface NativeAddon {
 export type NativeIsa = 'avx512' | 'avx2' | 'scalar';
 
 /** Where node-gyp puts the addon, from dist/src/engine/kernels/ up to the package root. */
-export const ADDON_PATH = fileURLToPath(new URL('../../../../native/build/Release/scalpel_native.node', import.meta.url));
+export const ADDON_PATH = fileURLToPath(
+  new URL('../../../../native/build/Release/scalpel_native.node', import.meta.url),
+);
 
 const DTYPE_CODE = { f32: 0, f16: 1, bf16: 2 } as const;
 
@@ -42,7 +67,8 @@ export function loadNativeAddon(): NativeAddon {
   const threads = process.env.SCALPEL_THREADS;
   if (threads !== undefined && threads !== '') {
     const t = Number(threads);
-    if (!Number.isInteger(t) || t < 0) throw new Error(`SCALPEL_THREADS must be a non-negative integer, got '${threads}'`);
+    if (!Number.isInteger(t) || t < 0)
+      throw new Error(`SCALPEL_THREADS must be a non-negative integer, got '${threads}'`);
     loaded.setThreads(t);
   }
   addon = loaded;
@@ -78,8 +104,24 @@ export interface NativeOps {
 export function nativeOps(a: NativeAddon = loadNativeAddon()): NativeOps {
   return {
     attention(out, q, cache, layer, x) {
-      a.attention(out, q, cache.k[layer]!, cache.v[layer]!, x.batch, x.seq, x.start, x.firstReal, x.slots, x.numHeads,
-        x.numKvHeads, x.headDim, cache.capacity, x.scale, x.softcap ?? 0, x.window ?? 0);
+      a.attention(
+        out,
+        q,
+        cache.k[layer]!,
+        cache.v[layer]!,
+        x.batch,
+        x.seq,
+        x.start,
+        x.firstReal,
+        x.slots,
+        x.numHeads,
+        x.numKvHeads,
+        x.headDim,
+        cache.capacity,
+        x.scale,
+        x.softcap ?? 0,
+        x.window ?? 0,
+      );
     },
     gatedAct(gate, up, act) {
       a.gatedAct(gate, up, gate.length, act === 'silu' ? 0 : 1);
