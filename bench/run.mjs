@@ -79,7 +79,8 @@ function xorshift(seed) {
     s >>>= 0;
     s ^= s >>> 17;
     s ^= s << 5;
-    return (s >>>= 0);
+    s >>>= 0;
+    return s;
   };
 }
 
@@ -335,7 +336,7 @@ async function main() {
   if (opts.child) {
     const result =
       opts.child === 'prepare'
-        ? (await prepare(opts.dir), { ok: true })
+        ? await prepare(opts.dir).then(() => ({ ok: true }))
         : opts.child === 'scalpel'
           ? await runScalpel(opts.dir, opts.runs)
           : opts.child === 'llamacpp'

@@ -22,7 +22,10 @@ if (native) kernelSets.push(native);
 
 function rand(n: number, seed: number): Float32Array {
   let s = seed;
-  return Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
+  return Float32Array.from({ length: n }, () => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return (s / 2147483648) * 2 - 1;
+  });
 }
 
 function weight(dtype: WeightDType, rows: number, cols: number, seed: number): { m: Matrix; f32: Float32Array } {
@@ -141,8 +144,8 @@ test('config parsing: registry, defaults and differences per architecture', () =
   );
   const [local, global] = [g3.layers[0]!.rope, g3.layers[5]!.rope];
   assert.ok(local.type === 'default' && global.type === 'linear');
-  assert.equal(local.invFreq[1], Math.fround(1 / Math.fround(Math.pow(10000, Math.fround(2 / 256)))));
-  assert.equal(global.invFreq[1], Math.fround(Math.fround(1 / Math.fround(Math.pow(1e6, Math.fround(2 / 256)))) / 8));
+  assert.equal(local.invFreq[1], Math.fround(1 / Math.fround(10000 ** Math.fround(2 / 256))));
+  assert.equal(global.invFreq[1], Math.fround(Math.fround(1 / Math.fround(1e6 ** Math.fround(2 / 256))) / 8));
 
   // the multimodal Gemma 3 config nests the text model
   const g3mm = parseConfig({

@@ -145,9 +145,23 @@ test('in-place edits flow downstream; a no-op hook changes nothing', async () =>
   // zeroing attention output of layer 0 makes resid_mid equal resid_pre
   let pre: Float32Array | undefined, mid: Float32Array | undefined;
   const hooks: HookMap = new Map([
-    [hookName(0, 'hook_resid_pre'), [(a: Float32Array) => void (pre = a.slice())]],
+    [
+      hookName(0, 'hook_resid_pre'),
+      [
+        (a: Float32Array) => {
+          pre = a.slice();
+        },
+      ],
+    ],
     [hookName(0, 'hook_attn_out'), [(a: Float32Array) => a.fill(0)]],
-    [hookName(0, 'hook_resid_mid'), [(a: Float32Array) => void (mid = a.slice())]],
+    [
+      hookName(0, 'hook_resid_mid'),
+      [
+        (a: Float32Array) => {
+          mid = a.slice();
+        },
+      ],
+    ],
   ]);
   const edited = lastLogits(model, prompts, { hooks });
   assert.deepEqual(mid, pre);

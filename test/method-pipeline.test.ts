@@ -42,11 +42,8 @@ function forward(prompts: number[][], hooks: HookMap | undefined, start = 0): Fl
     for (const h of hooks?.get(name) ?? []) h(a, ctx(name, layer));
   };
   const x = new Float32Array(batch * seq * D);
-  prompts.forEach((p, b) =>
-    p.forEach((t, j) => {
-      if (t >= 5) x[(b * seq + j) * D + 2] = t - 4;
-    }),
-  );
+  for (const [b, p] of prompts.entries())
+    for (const [j, t] of p.entries()) if (t >= 5) x[(b * seq + j) * D + 2] = t - 4;
   for (let l = 0; l < L; l++) {
     run(hookName(l, 'hook_resid_pre'), l, x);
     const attn = new Float32Array(x.length);

@@ -35,12 +35,11 @@ for (const [dir, expected] of CASES) {
     const k = suffix.length;
     const block = new Float32Array(prompts.length * seq);
     const valid = new Uint8Array(prompts.length * seq);
-    prompts.forEach((p, b) =>
-      p.forEach((id, j) => {
+    for (const [b, p] of prompts.entries())
+      for (const [j, id] of p.entries()) {
         block[b * seq + seq - p.length + j] = id;
         valid[b * seq + seq - p.length + j] = 1;
-      }),
-    );
+      }
     const acc = new MeanAccumulator(k, 1, 1);
     acc.addBlock(0, block, prompts.length, seq, valid);
     assert.deepEqual([...acc.means()], suffix);

@@ -111,8 +111,8 @@ function logitError(got: Float32Array, ref: LogitSummary, stride: number): numbe
   let err = 0;
   const at = (id: number, want: number) => (err = Math.max(err, Math.abs(got[id]! - want)));
   for (const [id, v] of ref.top) at(id, v);
-  ref.sampled.forEach((v, k) => at(k * stride, v));
-  ref.full?.forEach((v, id) => at(id, v));
+  for (const [k, v] of ref.sampled.entries()) at(k * stride, v);
+  for (const [id, v] of (ref.full ?? []).entries()) at(id, v);
   let min = Infinity,
     max = -Infinity,
     sum = 0;

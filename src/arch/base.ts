@@ -245,7 +245,7 @@ const fr = Math.fround;
 /** 1 / theta^(2i/dim) for i < dim/2, rounded like torch's f32 arithmetic. */
 function defaultInvFreq(theta: number, dim: number): Float32Array {
   const out = new Float32Array(dim / 2);
-  for (let i = 0; i < dim / 2; i++) out[i] = fr(1 / fr(Math.pow(theta, fr((2 * i) / dim))));
+  for (let i = 0; i < dim / 2; i++) out[i] = fr(1 / fr(theta ** fr((2 * i) / dim)));
   return out;
 }
 
@@ -322,7 +322,7 @@ export function makeRope(cfg: Config, p: RopeParams, headDim: number): RopeSpec 
       const short = factorList(p, 'short_factor', n, file);
       const long = factorList(p, 'long_factor', n, file);
       const scale = (ext: Float32Array) =>
-        inv.map((_, i) => fr(1 / fr(ext[i]! * fr(Math.pow(theta, fr((2 * i) / rotaryDim))))));
+        inv.map((_, i) => fr(1 / fr(ext[i]! * fr(theta ** fr((2 * i) / rotaryDim)))));
       return {
         type: 'longrope',
         rotaryDim,

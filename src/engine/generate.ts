@@ -69,7 +69,7 @@ function batches(prompts: readonly (readonly number[])[], batchSize: number): nu
 const caches = new WeakMap<Model, KVCache>();
 function cacheFor(model: Model, slots: number, capacity: number): KVCache {
   let c = caches.get(model);
-  if (!c || !c.fits(slots, capacity)) {
+  if (!c?.fits(slots, capacity)) {
     caches.delete(model); // let the old one go before allocating the new one
     c = new KVCache(model.args, slots, capacity);
     caches.set(model, c);
@@ -119,7 +119,7 @@ export function greedyGenerate(
     throw new ScalpelError(`maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
   const eos = new Set(opts.eosTokenIds);
   const V = model.vocabSize;
-  const longRopeMax = model.args.layers.find((l) => l.rope.long)?.rope.long!.originalMax ?? -1;
+  const longRopeMax = model.args.layers.find((l) => l.rope.long)?.rope.long?.originalMax ?? -1;
   const out: number[][] = prompts.map(() => []);
   let done = 0;
   for (const idx of batches(prompts, opts.batchSize ?? DEFAULT_BATCH_SIZE)) {
@@ -177,7 +177,9 @@ export function greedyGenerate(
           },
           logits,
         );
-        stepping.forEach((r, b) => (r.next = argmax(logits, b * V, (b + 1) * V)));
+        stepping.forEach((r, b) => {
+          r.next = argmax(logits, b * V, (b + 1) * V);
+        });
       }
     }
     done += idx.length;

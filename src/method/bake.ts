@@ -193,14 +193,13 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
           const embedEntry = names.get(EMBED)!;
           if (typeof meta['total_size'] === 'number') meta['total_size'] += embedEntry.end - embedEntry.begin;
         }
-        await writeFileAtomic(path.join(tmp, entry.name), JSON.stringify(index, null, 2) + '\n');
+        await writeFileAtomic(path.join(tmp, entry.name), `${JSON.stringify(index, null, 2)}\n`);
       } else if (entry.name === 'config.json' && untied) {
         await writeFileAtomic(
           path.join(tmp, entry.name),
-          JSON.stringify({ ...config, tie_word_embeddings: false }, null, 2) + '\n',
+          `${JSON.stringify({ ...config, tie_word_embeddings: false }, null, 2)}\n`,
         );
       } else if (WEIGHT_FILE.test(entry.name)) {
-        continue; // other weight formats describe the original model, not this one
       } else if (entry.name === 'README.md') {
         // The card describes the original model: say at the top what this folder is, so a copy shared onward does
         // not pass for the original.
@@ -210,7 +209,7 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
         const card = fs.readFileSync(src, 'utf8');
         // Keep YAML front matter (Hub metadata) first, where the Hub looks for it.
         const fm = /^---\n[\s\S]*?\n---\n/.exec(card);
-        const text = fm ? fm[0] + '\n' + note + card.slice(fm[0].length) : note + card;
+        const text = fm ? `${fm[0]}\n${note}${card.slice(fm[0].length)}` : note + card;
         await writeFileAtomic(path.join(tmp, entry.name), text);
       } else {
         fs.copyFileSync(src, path.join(tmp, entry.name));
@@ -218,14 +217,14 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
     }
     await writeFileAtomic(
       path.join(tmp, 'scalpel_bake.json'),
-      JSON.stringify({
+      `${JSON.stringify({
         format: 'scalpel-bake/1',
         ...o.provenance,
         edit: 'W <- (I - d d^T) W for the token embedding, every self_attn.o_proj and mlp.down_proj (weights and biases)',
         untied_lm_head: untied,
         changed_tensors: changed.length,
         direction: Array.from(d, (v) => Math.fround(v)),
-      }) + '\n',
+      })}\n`,
     );
     if (fs.existsSync(o.outDir)) fs.rmdirSync(o.outDir); // checked empty above
     fs.renameSync(tmp, o.outDir);

@@ -70,7 +70,7 @@ export async function loadCandidates(runDir: string): Promise<Candidates> {
   if (!r || !w || !mh) throw new ScalpelError(`${file}: expected tensors r, w and mean_harmless`);
   // The shape comes from the same bounds-checked header reader as every other safetensors file.
   const shape = (await readSafetensorsHeader(file)).entries.get('r')?.shape;
-  if (!shape || shape.length !== 3) throw new ScalpelError(`${file}: tensor r should be [positions, layers, width]`);
+  if (shape?.length !== 3) throw new ScalpelError(`${file}: tensor r should be [positions, layers, width]`);
   const [k, L, d] = shape as [number, number, number];
   return { k, L, d, r, w, meanHarmless: mh };
 }

@@ -121,7 +121,7 @@ export async function evaluateSets(
 
 export async function writeEvalFiles(runDir: string, results: EvalResult[], rows: ResponseRow[]): Promise<void> {
   mkdirSync(runDir, { recursive: true });
-  await writeFileAtomic(join(runDir, FILES.responses), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  await writeFileAtomic(join(runDir, FILES.responses), `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
   await writeJson(runDir, FILES.eval, { results });
 }
 

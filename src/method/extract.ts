@@ -240,7 +240,7 @@ export async function scoreAndCapture(
     const logits = await run(idx);
     const order = idx.map((_, j) => j).sort((a, c) => prompts[idx[a]!]!.length - prompts[idx[c]!]!.length || a - c);
     if (rows.length === idx.length && order.every((j, r) => lengths[r] === prompts[idx[j]!]!.length)) {
-      order.forEach((j, r) => consume(idx[j]!, refusalScore(logits[j]!, refusalIds), rows[r]!));
+      for (const [r, j] of order.entries()) consume(idx[j]!, refusalScore(logits[j]!, refusalIds), rows[r]!);
     } else {
       for (const i of idx) {
         const one = await run([i]);

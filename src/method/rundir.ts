@@ -101,7 +101,7 @@ export function checkSameModel(run: RunJson, runDir: string, modelDir: string, f
 }
 
 export async function writeJson(runDir: string, file: string, value: unknown): Promise<void> {
-  await writeFileAtomic(join(runDir, file), JSON.stringify(value, null, 2) + '\n');
+  await writeFileAtomic(join(runDir, file), `${JSON.stringify(value, null, 2)}\n`);
 }
 
 export function readJson<T>(runDir: string, file: string): T {

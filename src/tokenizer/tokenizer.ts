@@ -66,7 +66,7 @@ function checkAddedTokenIds(tokJson: Record<string, unknown>, file: string): voi
   if (!Array.isArray(added) || model.vocab === null || typeof model.vocab !== 'object') return;
   const vocab = new Map<string, number>();
   if (Array.isArray(model.vocab))
-    model.vocab.forEach((e, i) => vocab.set(Array.isArray(e) ? String(e[0]) : String(e), i));
+    for (const [i, e] of model.vocab.entries()) vocab.set(Array.isArray(e) ? String(e[0]) : String(e), i);
   else for (const [k, v] of Object.entries(model.vocab as Record<string, number>)) vocab.set(k, v);
   const vocabSize = vocab.size;
   const assigned = new Map<string, number>();

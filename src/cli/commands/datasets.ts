@@ -25,7 +25,7 @@ export function register(program: Command): void {
         return { name: d.name, size, source: d.source, file: d.builtin ? `data/prompts/${d.file}` : d.file, note };
       });
       if (opts.json) {
-        process.stdout.write(JSON.stringify({ dataDir: dataDir ?? null, datasets: rows }, null, 2) + '\n');
+        process.stdout.write(`${JSON.stringify({ dataDir: dataDir ?? null, datasets: rows }, null, 2)}\n`);
         return;
       }
       const w = Math.max(...rows.map((r) => r.name.length));

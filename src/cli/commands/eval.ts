@@ -37,7 +37,7 @@ export function register(program: Command): void {
     if (overrides.lambda !== undefined && !(overrides.lambda >= 0 && overrides.lambda <= 1))
       throw new ScalpelError(`--lambda ${overrides.lambda}: expected a number in [0, 1]`);
     const results = await evaluateRun(o, overrides);
-    if (opts.json) process.stdout.write(JSON.stringify({ results }, null, 2) + '\n');
-    else process.stdout.write(formatTable(results) + '\n');
+    if (opts.json) process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);
+    else process.stdout.write(`${formatTable(results)}\n`);
   });
 }

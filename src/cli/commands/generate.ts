@@ -86,7 +86,7 @@ export function register(program: Command): void {
       }
       const [tokens] = greedyGenerate(model, [promptTokens], { maxNewTokens, eosTokenIds, hooks });
       const text = tokenizer.decode(tokens!, { skipSpecialTokens: true });
-      if (flags.json) process.stdout.write(JSON.stringify({ prompt_tokens: promptTokens, tokens, text }) + '\n');
-      else process.stdout.write(text + '\n');
+      if (flags.json) process.stdout.write(`${JSON.stringify({ prompt_tokens: promptTokens, tokens, text })}\n`);
+      else process.stdout.write(`${text}\n`);
     });
 }

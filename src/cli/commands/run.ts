@@ -189,7 +189,7 @@ export function register(program: Command): void {
         .filter((s) => s !== '');
     const res = await runPipeline(o, ['extract', 'select', 'eval']);
     if (opts.json) {
-      process.stdout.write(JSON.stringify({ results: res.results }, null, 2) + '\n');
+      process.stdout.write(`${JSON.stringify({ results: res.results }, null, 2)}\n`);
       return;
     }
     process.stdout.write(`${describeSelection(res.selection)}\n\n${formatTable(res.results ?? [])}\n`);

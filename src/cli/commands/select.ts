@@ -12,7 +12,7 @@ export function register(program: Command): void {
   });
   cmd.action(async (opts: CommonOpts) => {
     const res = await runStages(cmd, opts, runDirOf(opts, 'run'), ['select'], true);
-    if (opts.json) process.stdout.write(JSON.stringify(res.selection, null, 2) + '\n');
+    if (opts.json) process.stdout.write(`${JSON.stringify(res.selection, null, 2)}\n`);
     else process.stdout.write(`${describeSelection(res.selection)}\n`);
   });
 }

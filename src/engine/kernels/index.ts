@@ -23,17 +23,24 @@ export function tryNativeKernels(): { kernels: Kernels | null; reason: string } 
 export function getKernels(): Kernels {
   if (chosen) return chosen;
   const want = process.env.SCALPEL_KERNELS ?? 'auto';
-  if (want === 'js') return (chosen = jsKernels);
+  if (want === 'js') {
+    chosen = jsKernels;
+    return chosen;
+  }
   if (want !== 'auto' && want !== 'native' && want !== '') {
     throw new ScalpelError(`SCALPEL_KERNELS: expected 'js', 'native' or 'auto', got '${want}'`);
   }
   const { kernels, reason } = tryNativeKernels();
-  if (kernels) return (chosen = kernels);
+  if (kernels) {
+    chosen = kernels;
+    return chosen;
+  }
   if (want === 'native') {
     throw new ScalpelError(
       `SCALPEL_KERNELS=native: the native addon did not load (${reason}); run 'npm rebuild' in the scalpel package`,
     );
   }
   process.stderr.write(`scalpel: native kernels unavailable (${reason}); using the portable JS kernels (slower)\n`);
-  return (chosen = jsKernels);
+  chosen = jsKernels;
+  return chosen;
 }
