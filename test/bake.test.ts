@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { bakeAblation } from '../src/method/bake.js';
-import { mulberry32 } from '../src/method/rng.js';
+import { mulberry32 } from '../src/rng.js';
 import { parseConfig } from '../src/arch/index.js';
 import { interventionHooks } from '../src/method/hooks.js';
 import { loadEngineModel, loadModel } from '../src/model/load.js';

@@ -107,29 +107,29 @@ test('hook_embed and resid_post match transformers (embedding output and decoder
   }
 });
 
-test('greedy generation runs hooks at prefill and at every decode step', async () => {
+test("greedy generation runs hooks at prefill and at every decode step, on each sequence's own rows", async () => {
   const fx = fixture('llama');
   const { model } = await loadModel(path.join(ROOT, fx.model_dir));
   const prompts = [fx.cases[0]!.input_ids, fx.cases[2]!.input_ids];
-  const S = Math.max(...prompts.map((p) => p.length));
   const calls: HookContext[] = [];
   const hooks: HookMap = new Map([
     [hookName(1, 'hook_resid_post'), [(_a, ctx) => calls.push({ ...ctx, positions: ctx.positions.slice() })]],
   ]);
   greedyGenerate(model, prompts, { maxNewTokens: 5, eosTokenIds: [], hooks });
-  assert.equal(calls.length, 5); // prefill + 4 decode steps (the 5th token needs no forward)
-  assert.deepEqual(
-    calls.map((c) => [c.start, c.seq, c.batch]),
-    [
-      [0, S, 2],
-      [S, 1, 2],
-      [S + 1, 1, 2],
-      [S + 2, 1, 2],
-      [S + 3, 1, 2],
-    ],
-  );
-  const lens = prompts.map((p) => p.length).sort((a, b) => a - b);
-  assert.deepEqual([...calls[1]!.positions], lens);
+  // The scheduler hands each sequence's block to its hooks alone: a prefill, then 4 decode steps each (the 5th
+  // token needs no forward), with no left padding, so positions are 0 … len−1 and then len, len+1, …
+  assert.equal(calls.length, 2 * 5);
+  for (const p of prompts) {
+    const prefill = calls.find((c) => c.start === 0 && c.seq === p.length)!;
+    assert.deepEqual([...prefill.positions], [...p.keys()]);
+    assert.equal(prefill.batch, 1);
+    assert.ok(prefill.valid.every((v) => v === 1));
+    for (let t = 0; t < 4; t++) {
+      const step = calls.find((c) => c.seq === 1 && c.start === p.length + t && c.positions[0] === p.length + t);
+      assert.ok(step, `decode step ${t} of the ${p.length}-token prompt`);
+      assert.equal(step!.batch, 1);
+    }
+  }
 });
 
 test('in-place edits flow downstream; a no-op hook changes nothing', async () => {

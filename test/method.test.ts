@@ -13,7 +13,7 @@ import {
 } from '../src/method/math.js';
 import { ablationHook, addHook, captureHooks, interventionHooks } from '../src/method/hooks.js';
 import { DEFAULT_REFUSAL_SUBSTRINGS, isRefusal } from '../src/method/judge.js';
-import { mulberry32, sample } from '../src/method/rng.js';
+import { mulberry32, sample } from '../src/rng.js';
 import { pruneLayer, defaultConfig, validateConfig } from '../src/method/config.js';
 
 const close = (a: number, b: number, tol = 1e-9, msg?: string) =>

@@ -1,9 +1,10 @@
-// Batched prefill and greedy decoding over token-id prompts. Prompts are sorted by length and packed into
-// left-padded batches (every prompt ends at the last column); results come back in the caller's order.
+// Batch entry points over token-id prompts. lastLogits sorts prompts by length and packs them into left-padded
+// batches (every prompt ends at the last column); greedyGenerate runs them through the scheduler (scheduler.ts).
+// Results come back in the caller's order.
 import { ScalpelError } from '../errors.js';
 import { KVCache } from './cache.js';
+import { Scheduler } from './scheduler.js';
 import type { Model } from './model.js';
-import { argmax } from './ops.js';
 import type { HookMap } from './types.js';
 
 export interface RunOptions {
@@ -106,7 +107,7 @@ export function lastLogits(
 
 /**
  * Greedy continuation of every prompt: up to maxNewTokens new ids each, stopping a row at its first EOS (not
- * included). Finished rows leave the batch, so later decode steps only run the rows still generating.
+ * included). Runs on the scheduler: batchSize sequences at a time, a finished one making room for the next.
  */
 export function greedyGenerate(
   model: Model,
@@ -114,76 +115,26 @@ export function greedyGenerate(
   opts: GenerateOptions,
 ): number[][] {
   checkPrompts(model, prompts);
+  const batchSize = opts.batchSize ?? DEFAULT_BATCH_SIZE;
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new ScalpelError(`batchSize must be a positive integer, got ${batchSize}`);
   const { maxNewTokens } = opts;
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
     throw new ScalpelError(`maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
-  const eos = new Set(opts.eosTokenIds);
-  const V = model.vocabSize;
-  const longRopeMax = model.args.layers.find((l) => l.rope.long)?.rope.long?.originalMax ?? -1;
+  const scheduler = new Scheduler(model, { maxSequences: batchSize });
   const out: number[][] = prompts.map(() => []);
   let done = 0;
-  for (const idx of batches(prompts, opts.batchSize ?? DEFAULT_BATCH_SIZE)) {
-    if (maxNewTokens > 0) {
-      const p = pack(idx.map((i) => prompts[i]!));
-      const cache = cacheFor(model, p.batch, p.seq + maxNewTokens);
-      const logits = new Float32Array(p.batch * V);
-      // prefill: every prompt at once
-      model.forward({ ...p, start: 0, cache, hooks: opts.hooks }, logits);
-      // rows still generating: their prompt, result, first real column, cache slot and next token
-      let rows = idx.map((i, b) => ({
-        prompt: prompts[i]!,
-        result: out[i]!,
-        firstReal: p.firstReal[b]!,
-        slot: b,
-        next: argmax(logits, b * V, (b + 1) * V),
-      }));
-      for (let t = 0; ; t++) {
-        rows = rows.filter((r) => {
-          if (eos.has(r.next)) return false;
-          r.result.push(r.next);
-          return r.result.length < maxNewTokens;
-        });
-        if (rows.length === 0) break;
-        const column = p.seq + t; // where this step's token goes
-        // LongRoPE (Phi-3): a row whose sequence outgrows original_max_position_embeddings is recomputed whole with
-        // the long frequencies, as transformers' generate does.
-        const crossing = rows.filter((r) => column - r.firstReal === longRopeMax);
-        for (const r of crossing) {
-          const full = Int32Array.from([...r.prompt, ...r.result]);
-          const one = new Float32Array(V);
-          const step = {
-            tokens: full,
-            batch: 1,
-            seq: full.length,
-            start: r.firstReal,
-            firstReal: Int32Array.of(r.firstReal),
-          };
-          model.forward({ ...step, slots: Int32Array.of(r.slot), cache, hooks: opts.hooks }, one);
-          r.next = argmax(one);
-        }
-        const stepping = crossing.length > 0 ? rows.filter((r) => !crossing.includes(r)) : rows;
-        if (stepping.length === 0) continue;
-        // decode: one new position per row
-        model.forward(
-          {
-            tokens: Int32Array.from(stepping, (r) => r.next),
-            batch: stepping.length,
-            seq: 1,
-            start: column,
-            firstReal: Int32Array.from(stepping, (r) => r.firstReal),
-            slots: Int32Array.from(stepping, (r) => r.slot),
-            cache,
-            hooks: opts.hooks,
-          },
-          logits,
-        );
-        stepping.forEach((r, b) => {
-          r.next = argmax(logits, b * V, (b + 1) * V);
-        });
-      }
-    }
-    done += idx.length;
-    opts.onProgress?.(done, prompts.length);
-  }
+  prompts.forEach((prompt, i) => {
+    scheduler.submit({
+      prompt,
+      maxNewTokens,
+      stopTokenIds: opts.eosTokenIds,
+      hooks: opts.hooks,
+      // Tokens are collected as they come, so the results are complete when drain() returns.
+      onToken: (t) => out[i]!.push(t),
+      onDone: () => opts.onProgress?.(++done, prompts.length),
+    });
+  });
+  scheduler.drain();
   return out;
 }

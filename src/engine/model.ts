@@ -140,18 +140,36 @@ export class Model {
    * of each row's last position into it ([batch, vocab]).
    */
   forward(step: Step, logits?: Float32Array): void {
+    this.forwardMany([step], logits);
+  }
+
+  /**
+   * Runs several steps in one pass (the scheduler's rows: a prompt being prefilled next to sequences decoding one
+   * token each). Their rows share every matmul, so the weights are read once per pass; positions, RoPE, the KV
+   * cache, attention and hooks are each step's own. With `logits`, writes the logits of every row's last position,
+   * step after step ([Σ batch, vocab]). A row's result does not depend on the other rows: the kernels compute each
+   * output row from its input row alone.
+   */
+  forwardMany(steps: readonly Step[], logits?: Float32Array): void {
     const a = this.args;
     const W = this.weights;
     const K = this.kernels;
-    const { batch, seq, start } = step;
-    const rows = batch * seq;
     const D = a.width;
     const qw = a.numHeads * a.headDim;
     const kvw = a.numKvHeads * a.headDim;
-    if (start + seq > step.cache.capacity || step.slots.some((s) => s >= step.cache.slots))
-      throw new Error(
-        `forward: columns ${start}…${start + seq - 1} or slots [${step.slots}] exceed the KV cache (${step.cache.slots} × ${step.cache.capacity})`,
-      );
+    const half = a.headDim / 2;
+    // first row of each step in the shared buffers
+    const offsets: number[] = [];
+    let rows = 0;
+    for (const step of steps) {
+      const { batch, seq, start, cache } = step;
+      if (start + seq > cache.capacity || step.slots.some((s) => s >= cache.slots))
+        throw new Error(
+          `forward: columns ${start}…${start + seq - 1} or slots [${step.slots}] exceed the KV cache (${cache.slots} × ${cache.capacity})`,
+        );
+      offsets.push(rows);
+      rows += batch * seq;
+    }
     const buf = this.buffersFor(rows);
     const x = buf.x.subarray(0, rows * D);
     const xn = buf.xn.subarray(0, rows * D);
@@ -163,54 +181,54 @@ export class Model {
     const gate = buf.gate.subarray(0, rows * a.intermediate);
     const up = buf.up.subarray(0, rows * a.intermediate);
 
-    // position of column start+i in row b = start + i − firstReal[b] (−1 on left padding)
-    const positions = buf.positions.subarray(0, rows);
-    const valid = buf.valid.subarray(0, rows);
-    for (let b = 0; b < batch; b++)
-      for (let i = 0; i < seq; i++) {
-        const p = start + i - step.firstReal[b]!;
-        positions[b * seq + i] = p >= 0 ? p : -1;
-        valid[b * seq + i] = p >= 0 ? 1 : 0;
-      }
-
-    // cos/sin(position · invFreq) for each RoPE in use
-    const half = a.headDim / 2;
-    for (let r = 0; r < this.ropes.length; r++)
-      ropeTables(
-        this.ropes[r]!,
-        positions,
+    // What each step needs on its own rows: positions, RoPE tables, attention arguments and hook context.
+    const parts = steps.map((step, s) => {
+      const { batch, seq, start } = step;
+      const from = offsets[s]!;
+      const n = batch * seq;
+      // position of column start+i in row b = start + i − firstReal[b] (−1 on left padding)
+      const positions = buf.positions.subarray(from, from + n);
+      const valid = buf.valid.subarray(from, from + n);
+      for (let b = 0; b < batch; b++)
+        for (let i = 0; i < seq; i++) {
+          const p = start + i - step.firstReal[b]!;
+          positions[b * seq + i] = p >= 0 ? p : -1;
+          valid[b * seq + i] = p >= 0 ? 1 : 0;
+        }
+      // cos/sin(position · invFreq) for each RoPE in use
+      const cos = this.ropes.map((_, r) => buf.cos[r]!.subarray(from * half, (from + n) * half));
+      const sin = this.ropes.map((_, r) => buf.sin[r]!.subarray(from * half, (from + n) * half));
+      for (let r = 0; r < this.ropes.length; r++) ropeTables(this.ropes[r]!, positions, batch, seq, cos[r]!, sin[r]!);
+      const attnArgs: AttentionArgs = {
         batch,
         seq,
-        buf.cos[r]!.subarray(0, rows * half),
-        buf.sin[r]!.subarray(0, rows * half),
-      );
-
-    // Hooks: with none registered nothing below is called and nothing is allocated.
-    const hooks = step.hooks && step.hooks.size > 0 ? step.hooks : undefined;
-    const info = hooks ? { batch, seq, width: D, start, positions, valid } : undefined;
-
-    const attnArgs: AttentionArgs = {
-      batch,
-      seq,
-      start,
-      firstReal: step.firstReal,
-      slots: step.slots,
-      numHeads: a.numHeads,
-      numKvHeads: a.numKvHeads,
-      headDim: a.headDim,
-      scale: a.attnScale,
-      softcap: a.attnSoftcap,
-      window: null,
+        start,
+        firstReal: step.firstReal,
+        slots: step.slots,
+        numHeads: a.numHeads,
+        numKvHeads: a.numKvHeads,
+        headDim: a.headDim,
+        scale: a.attnScale,
+        softcap: a.attnSoftcap,
+        window: null,
+      };
+      // Hooks: with none registered nothing is called and nothing is allocated.
+      const hooks = step.hooks && step.hooks.size > 0 ? step.hooks : undefined;
+      return { step, from, n, cos, sin, attnArgs, hooks, info: { batch, seq, width: D, start, positions, valid } };
+    });
+    const hooked = parts.filter((p) => p.hooks);
+    const hook = (name: string, layer: number, act: Float32Array) => {
+      for (const p of hooked) runHooks(p.hooks!, name, layer, act.subarray(p.from * D, (p.from + p.n) * D), p.info);
     };
 
     // x = embed[tokens] · embedScale
-    embed(x, W.embed, step.tokens, a.embedScale);
-    if (hooks) runHooks(hooks, 'hook_embed', -1, x, info!);
+    for (const p of parts) embed(x.subarray(p.from * D, (p.from + p.n) * D), W.embed, p.step.tokens, a.embedScale);
+    if (hooked.length) hook('hook_embed', -1, x);
 
     for (let l = 0; l < a.numLayers; l++) {
       const L = W.layers[l]!;
       const layer = a.layers[l]!;
-      if (hooks) runHooks(hooks, hookName(l, 'hook_resid_pre'), l, x, info!);
+      if (hooked.length) hook(hookName(l, 'hook_resid_pre'), l, x);
 
       // xn = rmsnorm(x) · w_attn
       rmsnorm(xn, x, L.attnNorm, rows, D, a.normEps);
@@ -221,24 +239,27 @@ export class Model {
       // q, k = rmsnorm per head (Qwen3, Gemma 3)
       if (L.qNorm) rmsnorm(q, q, L.qNorm, rows * a.numHeads, a.headDim, a.normEps);
       if (L.kNorm) rmsnorm(k, k, L.kNorm, rows * a.numKvHeads, a.headDim, a.normEps);
-      // q, k = rope(q, k, position)
       const r = this.ropes.indexOf(layer.rope);
-      const cos = buf.cos[r]!,
-        sin = buf.sin[r]!;
-      applyRope(q, rows, a.numHeads, a.headDim, layer.rope.rotaryDim, cos, sin);
-      applyRope(k, rows, a.numKvHeads, a.headDim, layer.rope.rotaryDim, cos, sin);
-      // cache[l] ← k, v at columns start … start+seq−1
-      step.cache.write(l, k, v, batch, seq, start, step.slots);
-      // att = softmax(q · Kᵀ · scale, causal + padding (+ window) mask) · V
-      attnArgs.window = layer.window;
-      (K.attention ?? attention)(att, q, step.cache, l, attnArgs);
+      for (const p of parts) {
+        const qs = q.subarray(p.from * qw, (p.from + p.n) * qw);
+        const ks = k.subarray(p.from * kvw, (p.from + p.n) * kvw);
+        // q, k = rope(q, k, position)
+        applyRope(qs, p.n, a.numHeads, a.headDim, layer.rope.rotaryDim, p.cos[r]!, p.sin[r]!);
+        applyRope(ks, p.n, a.numKvHeads, a.headDim, layer.rope.rotaryDim, p.cos[r]!, p.sin[r]!);
+        // cache[l] ← k, v at columns start … start+seq−1
+        const vs = v.subarray(p.from * kvw, (p.from + p.n) * kvw);
+        p.step.cache.write(l, ks, vs, p.step.batch, p.step.seq, p.step.start, p.step.slots);
+        // att = softmax(q · Kᵀ · scale, causal + padding (+ window) mask) · V
+        p.attnArgs.window = layer.window;
+        (K.attention ?? attention)(att.subarray(p.from * qw, (p.from + p.n) * qw), qs, p.step.cache, l, p.attnArgs);
+      }
       // o = att · Woᵀ (Gemma: o = rmsnorm(o))
       K.matmul(o, att, L.o, rows, L.oBias);
       if (L.attnOutNorm) rmsnorm(o, o, L.attnOutNorm, rows, D, a.normEps);
-      if (hooks) runHooks(hooks, hookName(l, 'hook_attn_out'), l, o, info!);
+      if (hooked.length) hook(hookName(l, 'hook_attn_out'), l, o);
       // x = x + o
       addInPlace(x, o);
-      if (hooks) runHooks(hooks, hookName(l, 'hook_resid_mid'), l, x, info!);
+      if (hooked.length) hook(hookName(l, 'hook_resid_mid'), l, x);
 
       // xn = rmsnorm(x) · w_mlp
       rmsnorm(xn, x, L.mlpNorm, rows, D, a.normEps);
@@ -249,19 +270,24 @@ export class Model {
       // o = h · Wdᵀ (Gemma: o = rmsnorm(o))
       K.matmul(o, gate, L.down, rows, L.downBias);
       if (L.mlpOutNorm) rmsnorm(o, o, L.mlpOutNorm, rows, D, a.normEps);
-      if (hooks) runHooks(hooks, hookName(l, 'hook_mlp_out'), l, o, info!);
+      if (hooked.length) hook(hookName(l, 'hook_mlp_out'), l, o);
       // x = x + o
       addInPlace(x, o);
-      if (hooks) runHooks(hooks, hookName(l, 'hook_resid_post'), l, x, info!);
+      if (hooked.length) hook(hookName(l, 'hook_resid_post'), l, x);
     }
 
     if (!logits) return;
-    // logits[b] = softcap(rmsnorm(x[b, last]) · W_lmᵀ)
-    const last = xn.subarray(0, batch * D);
-    for (let b = 0; b < batch; b++) last.set(x.subarray(((b + 1) * seq - 1) * D, (b + 1) * seq * D), b * D);
-    rmsnorm(last, last, W.finalNorm, batch, D, a.normEps);
-    const out = logits.subarray(0, batch * a.vocabSize);
-    K.matmul(out, last, W.lmHead, batch);
+    // logits[row] = softcap(rmsnorm(x[row, last]) · W_lmᵀ), one row per batch row of every step
+    let outRows = 0;
+    for (const p of parts)
+      for (let b = 0; b < p.step.batch; b++) {
+        const last = p.from + (b + 1) * p.step.seq - 1;
+        xn.set(x.subarray(last * D, (last + 1) * D), outRows++ * D);
+      }
+    const lastRows = xn.subarray(0, outRows * D);
+    rmsnorm(lastRows, lastRows, W.finalNorm, outRows, D, a.normEps);
+    const out = logits.subarray(0, outRows * a.vocabSize);
+    K.matmul(out, lastRows, W.lmHead, outRows);
     if (a.finalSoftcap !== null) softcap(out, a.finalSoftcap);
   }
 }

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { ScalpelError } from '../errors.js';
 import { parseCsv, parsePrompts, readPromptFile } from '../io/prompts.js';
 import type { MethodConfig } from './config.js';
-import { sample, shuffled, mulberry32 } from './rng.js';
+import { sample, shuffled, mulberry32 } from '../rng.js';
 
 export interface DatasetSpec {
   name: string;

@@ -1,5 +1,6 @@
-// Seeded randomness for sampling prompt sets. We use mulberry32 (Tommy Ettinger's 32-bit generator): tiny,
-// fast, and fully determined by its 32-bit seed, so a run's samples are reproducible from run.json alone.
+// Seeded randomness, shared by the method (sampling prompt sets) and the engine (sampling tokens). We use
+// mulberry32 (Tommy Ettinger's 32-bit generator): tiny, fast, and fully determined by its 32-bit seed, so a run's
+// samples are reproducible from run.json alone.
 
 /** Returns a function that yields uniform floats in [0, 1) from the mulberry32 sequence of `seed`. */
 export function mulberry32(seed: number): () => number {
