@@ -8,7 +8,7 @@
 // starting on a multiple of the alignment. Strings are u64 byte length + UTF-8 bytes.
 import * as fs from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import type { WeightDType } from '../engine/types.js';
+import type { WeightDType } from '../tensor.js';
 import { ScalpelError, check } from '../errors.js';
 import { withAtomicFile, writeAll } from './atomic.js';
 import { bf16ToF32, f16ToF32 } from './dtype.js';

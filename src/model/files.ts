@@ -2,7 +2,7 @@
 // generation_config.json, tokenizer files. Everything is validated here so that later stages can trust it.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Tensor } from '../engine/types.js';
+import type { Tensor } from '../tensor.js';
 import { ScalpelError } from '../errors.js';
 import { readJsonFile } from '../io/json.js';
 import { readSafetensors, readSafetensorsHeader, type SafetensorsEntry } from '../io/safetensors.js';
