@@ -1,6 +1,6 @@
 // The KV cache: keys and values of every layer for `slots` sequences of up to `capacity` positions.
 // Layout per layer: [slot][kv head][position][head dim], so one head's keys are contiguous for the attention loop.
-import type { ModelArgs } from '../arch/base.js';
+import type { ModelArgs } from './args.js';
 
 export class KVCache {
   readonly k: Float32Array[];

@@ -2,7 +2,7 @@
 // Every other module builds on these types; change them only with care.
 import type { AttentionArgs } from './attention.js';
 import type { KVCache } from './cache.js';
-import type { Activation } from '../arch/base.js';
+import type { Activation } from './args.js';
 import type { WeightDType } from '../tensor.js';
 
 // Tensor and WeightDType live in the ground layer (src/tensor.ts) so that io/ can use them; re-exported here for the

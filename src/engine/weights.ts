@@ -1,7 +1,7 @@
 // Checkpoint tensors (standard Llama names after the architecture's sanitize step) → the engine's Weights.
 // Matrices stay views into the checkpoint's buffers in their stored dtype; only the small vectors (norms, biases)
 // are widened to f32. Every tensor's presence and shape is checked against the ModelArgs from config.json.
-import type { ModelArgs, TensorMap } from '../arch/base.js';
+import type { ModelArgs, TensorMap } from './args.js';
 import { requireTensor } from '../model/files.js';
 import type { Matrix, Tensor } from './types.js';
 import type { LayerWeights, Weights } from './model.js';
