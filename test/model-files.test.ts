@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import type { Tensor } from '../src/tensor.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { fromFloat32, toFloat32 } from '../src/io/dtype.js';
-import { listModelTensors, optionalTensor, readModelDir, requireTensor } from '../src/model/files.js';
+import { listModelTensors, readModelDir } from '../src/model/files.js';
+import { optionalTensor, requireTensor } from '../src/engine/weights.js';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-files-'));
 const ramp = (n: number) => Float32Array.from({ length: n }, (_, i) => i / 4 - 1);
