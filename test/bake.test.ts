@@ -17,7 +17,7 @@ import { loadEngineModel, loadModel } from '../src/model/load.js';
 import { greedyGenerate, lastLogits } from '../src/engine/generate.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { toFloat32 } from '../src/io/dtype.js';
-import type { Tensor } from '../src/engine/types.js';
+import type { Tensor } from '../src/tensor.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const FIXTURES = path.join(root, 'test', 'fixtures', 'models');

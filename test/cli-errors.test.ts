@@ -34,10 +34,7 @@ function failsWith(dir: string, extra: string[], pattern: RegExp): void {
 }
 
 /** Rewrites model.safetensors through `edit`, which may drop or replace tensors. */
-async function rewriteWeights(
-  dir: string,
-  edit: (tensors: Map<string, import('../src/engine/types.js').Tensor>) => void,
-) {
+async function rewriteWeights(dir: string, edit: (tensors: Map<string, import('../src/tensor.js').Tensor>) => void) {
   const file = path.join(dir, 'model.safetensors');
   const tensors = await readSafetensors(file);
   edit(tensors);

@@ -5,9 +5,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ScalpelError } from '../src/errors.js';
-import type { Tensor } from '../src/engine/types.js';
+import type { Tensor } from '../src/tensor.js';
 import { readSafetensors, readSafetensorsHeader, writeSafetensors } from '../src/io/safetensors.js';
-import { readModelDir, requireTensor } from '../src/model/files.js';
+import { readModelDir } from '../src/model/files.js';
+import { requireTensor } from '../src/engine/weights.js';
 import { TextTokenizer } from '../src/tokenizer/tokenizer.js';
 import { ChatTemplate } from '../src/tokenizer/chat.js';
 

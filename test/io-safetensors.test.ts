@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Tensor } from '../src/engine/types.js';
+import type { Tensor } from '../src/tensor.js';
 import {
   openSafetensors,
   readSafetensors,

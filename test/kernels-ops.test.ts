@@ -1,7 +1,7 @@
 // The native attention and gated activation against the engine's own TypeScript versions (same signatures).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ModelArgs } from '../src/arch/base.js';
+import type { ModelArgs } from '../src/engine/args.js';
 import { attention, type AttentionArgs } from '../src/engine/attention.js';
 import { KVCache } from '../src/engine/cache.js';
 import { gatedAct } from '../src/engine/ops.js';

@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Tensor } from '../src/engine/types.js';
+import type { Tensor } from '../src/tensor.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { fromFloat32, toFloat32 } from '../src/io/dtype.js';
-import { listModelTensors, optionalTensor, readModelDir, requireTensor } from '../src/model/files.js';
+import { listModelTensors, readModelDir } from '../src/model/files.js';
+import { optionalTensor, requireTensor } from '../src/engine/weights.js';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-files-'));
 const ramp = (n: number) => Float32Array.from({ length: n }, (_, i) => i / 4 - 1);

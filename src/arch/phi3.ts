@@ -2,7 +2,7 @@
 // split here into row views (no copy); optional sliding window on every layer, partial rotary dims and LongRoPE.
 import { ScalpelError } from '../errors.js';
 import { baseArgs, makeRope, ropeParams, uniformLayers, type Architecture, type TensorMap } from './base.js';
-import type { Tensor } from '../engine/types.js';
+import type { Tensor } from '../tensor.js';
 
 /** Rows [from, to) of a 2-D tensor (or elements of a 1-D one), sharing its buffer. */
 function rows(t: Tensor, from: number, to: number, name: string): Tensor {

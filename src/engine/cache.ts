@@ -2,7 +2,7 @@
 // Layout per layer: [slot][kv head][position][head dim], so one head's keys are contiguous for the attention loop.
 // Batched prefill (generate.ts) shares one cache among the rows of a padded batch, one slot each; the scheduler
 // (scheduler.ts) gives every sequence a one-slot cache of its own that grows with it and is dropped when it ends.
-import type { ModelArgs } from '../arch/base.js';
+import type { ModelArgs } from './args.js';
 
 export class KVCache {
   k: Float32Array[];

@@ -9,7 +9,7 @@
 //   blocks.{l}.hook_resid_mid   resid_pre + attn_out
 //   blocks.{l}.hook_mlp_out     what the MLP adds to the stream (Gemma: after its output norm)
 //   blocks.{l}.hook_resid_post  resid_mid + mlp_out
-import type { ModelArgs, RopeSpec } from '../arch/base.js';
+import type { ModelArgs, RopeSpec } from './args.js';
 import { getKernels } from './kernels/index.js';
 import type { HookContext, HookMap, Kernels, Matrix } from './types.js';
 import { hookName } from './types.js';

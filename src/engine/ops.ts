@@ -1,6 +1,6 @@
 // The small numeric steps of the forward pass (everything except matmul, which lives in the kernels).
 // All activations are f32 row-major; sums run in f64 and are rounded to f32 when stored.
-import type { Activation, RopeSpec } from '../arch/base.js';
+import type { Activation, RopeSpec } from './args.js';
 import type { Matrix } from './types.js';
 import { f16Lookup } from './kernels/js.js';
 

@@ -1,20 +1,13 @@
-// The shared vocabulary of the engine: weights as stored, kernels, hooks and batches.
+// The shared vocabulary of the engine: weight matrices, kernels, hooks and batches.
 // Every other module builds on these types; change them only with care.
 import type { AttentionArgs } from './attention.js';
 import type { KVCache } from './cache.js';
-import type { Activation } from '../arch/base.js';
+import type { Activation } from './args.js';
+import type { WeightDType } from '../tensor.js';
 
-/** Storage width of a weight tensor. f16/bf16 stay 16-bit in memory (raw bits in a Uint16Array). */
-export type WeightDType = 'f32' | 'f16' | 'bf16';
-
-/** A tensor as read from a checkpoint, in its stored dtype, row-major. */
-export interface Tensor {
-  name: string;
-  dtype: WeightDType;
-  shape: number[];
-  /** f32 → Float32Array; f16 / bf16 → Uint16Array of raw bits. */
-  data: Float32Array | Uint16Array;
-}
+// Tensor and WeightDType live in the ground layer (src/tensor.ts) so that io/ can use them; re-exported here for the
+// importers that know them as the engine's.
+export type { Tensor, WeightDType } from '../tensor.js';
 
 /** A weight matrix in torch nn.Linear layout: [rows = out features, cols = in features], row-major. */
 export interface Matrix {

@@ -1,8 +1,9 @@
 // Checkpoint tensors (standard Llama names after the architecture's sanitize step) → the engine's Weights.
 // Matrices stay views into the checkpoint's buffers in their stored dtype; only the small vectors (norms, biases)
-// are widened to f32. Every tensor's presence and shape is checked against the ModelArgs from config.json.
-import type { ModelArgs, TensorMap } from '../arch/base.js';
-import { requireTensor } from '../model/files.js';
+// are widened to f32. Every tensor's presence and shape is checked against the ModelArgs from config.json
+// (requireTensor and friends, also used by the tests on model directories).
+import { ScalpelError } from '../errors.js';
+import type { ModelArgs, TensorMap } from './args.js';
 import type { Matrix, Tensor } from './types.js';
 import type { LayerWeights, Weights } from './model.js';
 import { toFloat32 } from '../io/dtype.js';
@@ -11,6 +12,34 @@ export interface WeightSource {
   dir: string;
   tensors: TensorMap;
   tensorFiles: Map<string, string>;
+}
+
+const fmtShape = (shape: readonly number[]): string => `[${shape.join(', ')}]`;
+
+/** Whether the checkpoint has a tensor of that name. */
+export function hasTensor(m: Pick<WeightSource, 'tensors'>, name: string): boolean {
+  return m.tensors.has(name);
+}
+
+/**
+ * A tensor the architecture requires, checked against the shape it expects (from config.json). Errors:
+ * "missing tensor X in DIR (...)" and "FILE: tensor X has shape [a, b], expected [c, d] ...".
+ */
+export function requireTensor(m: WeightSource, name: string, shape?: readonly number[]): Tensor {
+  const t = m.tensors.get(name);
+  if (!t) throw new ScalpelError(`missing tensor ${name} in ${m.dir} (the architecture needs it)`);
+  if (shape && (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))) {
+    const where = m.tensorFiles.get(name) ?? m.dir;
+    throw new ScalpelError(
+      `${where}: tensor ${name} has shape ${fmtShape(t.shape)}, expected ${fmtShape(shape)} from config.json`,
+    );
+  }
+  return t;
+}
+
+/** Like requireTensor, but returns null when the tensor is absent (the shape is still checked when present). */
+export function optionalTensor(m: WeightSource, name: string, shape?: readonly number[]): Tensor | null {
+  return m.tensors.has(name) ? requireTensor(m, name, shape) : null;
 }
 
 const matrix = (t: Tensor): Matrix => ({ dtype: t.dtype, rows: t.shape[0]!, cols: t.shape[1]!, data: t.data });

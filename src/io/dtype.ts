@@ -1,6 +1,6 @@
 // Conversions between f32 and the two 16-bit float formats that checkpoints use.
 // Weights stay in their stored width (raw bits in a Uint16Array); these helpers widen or narrow on demand.
-import type { Tensor, WeightDType } from '../engine/types.js';
+import type { Tensor, WeightDType } from '../tensor.js';
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);

@@ -4,7 +4,7 @@
 // Every tensor is read with positioned reads into its own ArrayBuffer, so a 5 GB shard never exists as one buffer.
 import * as fsp from 'node:fs/promises';
 import { endianness } from 'node:os';
-import type { Tensor, WeightDType } from '../engine/types.js';
+import type { Tensor, WeightDType } from '../tensor.js';
 import { ScalpelError } from '../errors.js';
 import { DTYPE_BYTES } from './dtype.js';
 import { withAtomicFile, writeAll } from './atomic.js';

@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseConfig } from '../arch/index.js';
-import type { Tensor } from '../engine/types.js';
+import type { Tensor } from '../tensor.js';
 import { ScalpelError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { fromFloat32, toFloat32 } from '../io/dtype.js';

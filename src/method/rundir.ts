@@ -7,7 +7,7 @@ import { ScalpelError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { findWeightFiles } from '../model/files.js';
-import type { Tensor } from '../engine/types.js';
+import type { Tensor } from '../tensor.js';
 
 export const RUN_FORMAT = 'scalpel-run/1';
 export const FILES = {

@@ -2,7 +2,7 @@
 // generation_config.json, tokenizer files. Everything is validated here so that later stages can trust it.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Tensor } from '../engine/types.js';
+import type { Tensor } from '../tensor.js';
 import { ScalpelError } from '../errors.js';
 import { readJsonFile } from '../io/json.js';
 import { readSafetensors, readSafetensorsHeader, type SafetensorsEntry } from '../io/safetensors.js';
@@ -155,40 +155,4 @@ export async function readModelDir(dir: string, opts: ReadModelDirOptions = {}):
     }
   }
   return { dir, config, generationConfig, tensors, tensorFiles, tokenizerDir: dir };
-}
-
-const fmtShape = (shape: readonly number[]): string => `[${shape.join(', ')}]`;
-
-/** Whether the checkpoint has a tensor of that name. */
-export function hasTensor(m: Pick<ModelFiles, 'tensors'>, name: string): boolean {
-  return m.tensors.has(name);
-}
-
-/**
- * A tensor the architecture requires, checked against the shape it expects (from config.json). Errors:
- * "missing tensor X in DIR (...)" and "FILE: tensor X has shape [a, b], expected [c, d] ...".
- */
-export function requireTensor(
-  m: Pick<ModelFiles, 'dir' | 'tensors' | 'tensorFiles'>,
-  name: string,
-  shape?: readonly number[],
-): Tensor {
-  const t = m.tensors.get(name);
-  if (!t) throw new ScalpelError(`missing tensor ${name} in ${m.dir} (the architecture needs it)`);
-  if (shape && (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))) {
-    const where = m.tensorFiles.get(name) ?? m.dir;
-    throw new ScalpelError(
-      `${where}: tensor ${name} has shape ${fmtShape(t.shape)}, expected ${fmtShape(shape)} from config.json`,
-    );
-  }
-  return t;
-}
-
-/** Like requireTensor, but returns null when the tensor is absent (the shape is still checked when present). */
-export function optionalTensor(
-  m: Pick<ModelFiles, 'dir' | 'tensors' | 'tensorFiles'>,
-  name: string,
-  shape?: readonly number[],
-): Tensor | null {
-  return m.tensors.has(name) ? requireTensor(m, name, shape) : null;
 }

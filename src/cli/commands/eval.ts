@@ -6,7 +6,8 @@ import { ScalpelError } from '../../errors.js';
 import { evaluateRun } from '../../method/pipeline.js';
 import { readRunJson } from '../../method/rundir.js';
 import { defineStageCommand, runDirOf, type CommonOpts } from '../options.js';
-import { formatTable, runOptions } from './run.js';
+import { runOptions } from '../config.js';
+import { formatTable } from '../format.js';
 
 export function register(program: Command): void {
   const cmd = defineStageCommand(program, {

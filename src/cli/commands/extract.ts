@@ -1,7 +1,7 @@
 // scalpel extract: stage 1 alone — sample, find refusal tokens, filter, and store the candidates r and w.
 import type { Command } from 'commander';
 import { defineStageCommand, runDirOf, type CommonOpts } from '../options.js';
-import { runStages } from './run.js';
+import { runStages } from '../config.js';
 
 export function register(program: Command): void {
   const cmd = defineStageCommand(program, {

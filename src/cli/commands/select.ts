@@ -1,7 +1,8 @@
 // scalpel select: stage 2 alone — ablate each candidate, apply the rules, store the chosen vector.
 import type { Command } from 'commander';
 import { defineStageCommand, runDirOf, type CommonOpts } from '../options.js';
-import { describeSelection, runStages } from './run.js';
+import { runStages } from '../config.js';
+import { describeSelection } from '../format.js';
 
 export function register(program: Command): void {
   const cmd = defineStageCommand(program, {

@@ -3,7 +3,7 @@
 // thread pool (SCALPEL_THREADS threads, default: the CPUs this process may use). Typed arrays are used in place.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { Activation } from '../../arch/base.js';
+import type { Activation } from '../args.js';
 import type { AttentionArgs } from '../attention.js';
 import type { KVCache } from '../cache.js';
 import type { Kernels, Matrix } from '../types.js';
