@@ -30,15 +30,8 @@ export function register(program: Command): void {
     .action(async (flags: BakeFlags) => {
       const { runDir, run, modelDir } = openRun(flags.run, flags.model);
       // The run's ablation mode and α (bake has no flags for them, so errors name run.json's fields); λ may change.
-      const {
-        intervention,
-        settings,
-        selection: sel,
-        chosen,
-      } = await interventionFromRun(runDir, {
-        run,
-        lambda: lambdaFlag(flags.lambda),
-      });
+      const request = { run, lambda: lambdaFlag(flags.lambda) };
+      const { intervention, settings, selection: sel, chosen } = await interventionFromRun(runDir, request);
       const direction = bakeableDirection(intervention, modelDir, inRunFile(join(runDir, FILES.run)));
       const lambda = settings.lambda;
       const log = logger(flags.quiet);

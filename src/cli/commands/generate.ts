@@ -51,7 +51,10 @@ export function register(program: Command): void {
       if (flags.model === undefined && flags.run === undefined)
         throw new ScalpelError("required option '--model <dir>' not specified");
       const fromRun = flags.run !== undefined ? openRun(flags.run, flags.model) : null;
-      const lambda = lambdaFlag(flags.lambda);
+      // The run's own ablation mode and α; λ from the flag, else the run's. Read before the weights, to fail fast.
+      const applied = fromRun
+        ? await interventionFromRun(fromRun.runDir, { run: fromRun.run, lambda: lambdaFlag(flags.lambda) })
+        : null;
       const bar = progressFactory()('loading weights (MB)', 1);
       const mb = (bytes: number) => Math.round(bytes / 1e6);
       const { tokenizer, chat, model, eosTokenIds, dir } = await loadModel(fromRun?.modelDir ?? flags.model!, {
@@ -71,12 +74,7 @@ export function register(program: Command): void {
         promptTokens = tokenizer.encode(flags.prompt);
       }
       if (promptTokens.length === 0) throw new ScalpelError('--prompt: the prompt tokenizes to no tokens');
-      let hooks: HookMap | undefined;
-      if (fromRun) {
-        // The run's own ablation mode and α; λ from the flag, else the run's.
-        const { intervention } = await interventionFromRun(fromRun.runDir, { run: fromRun.run, lambda });
-        hooks = interventionHooks(intervention, model.numLayers);
-      }
+      const hooks: HookMap | undefined = applied ? interventionHooks(applied.intervention, model.numLayers) : undefined;
       const [tokens] = greedyGenerate(model, [promptTokens], { maxNewTokens, eosTokenIds, hooks });
       const text = tokenizer.decode(tokens!, { skipSpecialTokens: true });
       if (flags.json) process.stdout.write(`${JSON.stringify({ prompt_tokens: promptTokens, tokens, text })}\n`);
