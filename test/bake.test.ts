@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { bakeAblation } from '../src/method/bake.js';
 import { mulberry32 } from '../src/rng.js';
 import { parseConfig } from '../src/arch/index.js';
-import { interventionHooks } from '../src/method/hooks.js';
+import { interventionHooks } from '../src/method/intervention.js';
 import { loadEngineModel, loadModel } from '../src/model/load.js';
 import { greedyGenerate, lastLogits } from '../src/engine/generate.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
@@ -53,7 +53,7 @@ async function compare(dir: string, name: string): Promise<{ err: number; effect
   const out = path.join(tmp, name);
   await bakeAblation({ modelDir: dir, outDir: out, direction, provenance });
   const baked = await loadEngineModel(out);
-  const hooks = interventionHooks(original.numLayers, { direction });
+  const hooks = interventionHooks({ kind: 'ablate', direction, mode: { kind: 'zero' }, scale: 1 }, original.numLayers);
   let err = 0;
   let effect = Infinity;
   for (const seq of SEQS) {

@@ -11,7 +11,8 @@ import {
   orthogonalize,
   refusalScore,
 } from '../src/method/math.js';
-import { ablationHook, addHook, captureHooks, interventionHooks } from '../src/method/hooks.js';
+import { ablationHook, addHook, captureHooks } from '../src/method/hooks.js';
+import { interventionHooks } from '../src/method/intervention.js';
 import { DEFAULT_REFUSAL_SUBSTRINGS, isRefusal } from '../src/method/judge.js';
 import { mulberry32, sample } from '../src/rng.js';
 import { pruneLayer, defaultConfig, validateConfig } from '../src/method/config.js';
@@ -122,7 +123,16 @@ test('activation addition adds α v to real rows', () => {
 });
 
 test('intervention hooks cover resid_pre, attn_out and mlp_out of every layer, then actadd', () => {
-  const h = interventionHooks(3, { direction: [1, 0] }, { layer: 1, vector: [0, 1], alpha: 2 });
+  const h = interventionHooks(
+    {
+      kind: 'ablate',
+      direction: Float32Array.of(1, 0),
+      mode: { kind: 'zero' },
+      scale: 1,
+      add: { layer: 1, vector: Float32Array.of(0, 1), alpha: 2 },
+    },
+    3,
+  );
   for (let l = 0; l < 3; l++)
     for (const p of ['hook_resid_pre', 'hook_attn_out', 'hook_mlp_out'])
       assert.ok(h.get(`blocks.${l}.${p}`)?.length, `${l} ${p}`);
@@ -133,7 +143,10 @@ test('intervention hooks cover resid_pre, attn_out and mlp_out of every layer, t
   assert.deepEqual([...act], [0, 7]); // ablated, then α v added whole
   // Affine: targets [position][layer] for the last k = 1 column of a prompt pass. There resid_pre gets the target and
   // attn_out is zero-ablated; user-text columns and decode steps are left alone.
-  const a = interventionHooks(2, { direction: [1, 0], affineTargets: [[3, 4]] });
+  const a = interventionHooks(
+    { kind: 'ablate', direction: Float32Array.of(1, 0), mode: { kind: 'affine', targets: [[3, 4]] }, scale: 1 },
+    2,
+  );
   const x = Float32Array.from([1, 1, 1, 1]); // [batch 1, seq 2, width 2]: user token, post-instruction token
   a.get('blocks.1.hook_resid_pre')![0]!(x, ctxOf(1, 2, 2));
   assert.deepEqual([...x], [1, 1, 4, 1]);
@@ -146,7 +159,7 @@ test('intervention hooks cover resid_pre, attn_out and mlp_out of every layer, t
   const padded = Float32Array.from([1, 1, 1, 1]); // rows marked not valid are never edited
   a.get('blocks.0.hook_resid_pre')![0]!(padded, ctxOf(1, 2, 2, [1, 0]));
   assert.deepEqual([...padded], [1, 1, 1, 1]);
-  assert.equal(interventionHooks(2).size, 0);
+  assert.equal(interventionHooks({ kind: 'none' }, 2).size, 0);
 });
 
 test('substring judge: case-insensitive, curly apostrophes, configurable list', () => {

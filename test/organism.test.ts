@@ -15,7 +15,7 @@ import { jsKernels } from '../src/engine/kernels/js.js';
 import { tryNativeKernels } from '../src/engine/kernels/index.js';
 import type { HookMap, Kernels } from '../src/engine/types.js';
 import { encodeChat, type ChatMessage } from '../src/tokenizer/chat.js';
-import { interventionHooks } from '../src/method/hooks.js';
+import { interventionHooks, type Intervention } from '../src/method/intervention.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const FIXTURE = path.join(root, 'test/fixtures/expected/organism/scalpel-tiny-chat.json');
@@ -130,10 +130,17 @@ function logitError(got: Float32Array, ref: LogitSummary, stride: number): numbe
 
 function hooksFor(name: InterventionName, numLayers: number): HookMap | undefined {
   const { direction, add_layer, add_alpha } = fx.intervention;
-  const ablation = name === 'ablate' || name === 'ablate+add' ? { direction } : undefined;
-  const actadd =
-    name === 'add' || name === 'ablate+add' ? { layer: add_layer, vector: direction, alpha: add_alpha } : undefined;
-  return ablation || actadd ? interventionHooks(numLayers, ablation, actadd) : undefined;
+  const add = { layer: add_layer, vector: Float32Array.from(direction), alpha: add_alpha };
+  const ablate = { kind: 'ablate', direction: Float32Array.from(direction), mode: { kind: 'zero' }, scale: 1 } as const;
+  const iv: Intervention | undefined =
+    name === 'ablate'
+      ? ablate
+      : name === 'ablate+add'
+        ? { ...ablate, add }
+        : name === 'add'
+          ? { kind: 'add', add }
+          : undefined;
+  return iv ? interventionHooks(iv, numLayers) : undefined;
 }
 
 const kernelSets: Kernels[] = [jsKernels];

@@ -10,7 +10,7 @@ import type { Model } from '../src/engine/model.js';
 import { Scheduler, SchedulerFullError, type SequenceRequest } from '../src/engine/scheduler.js';
 import type { HookMap, Kernels } from '../src/engine/types.js';
 import { ScalpelError } from '../src/errors.js';
-import { interventionHooks } from '../src/method/hooks.js';
+import { interventionHooks } from '../src/method/intervention.js';
 import { loadEngineModel, loadModel } from '../src/model/load.js';
 import { mulberry32 } from '../src/rng.js';
 
@@ -31,11 +31,20 @@ function randomVector(width: number, rand: () => number, unit: boolean): Float32
 function requests(model: Model, seed: number): { req: SequenceRequest; join: number }[] {
   const rand = mulberry32(seed);
   const L = model.numLayers;
-  const ablate = interventionHooks(L, { direction: randomVector(model.width, rand, true) });
-  const both = interventionHooks(
+  const zero = { kind: 'zero' } as const;
+  const ablate = interventionHooks(
+    { kind: 'ablate', direction: randomVector(model.width, rand, true), mode: zero, scale: 1 },
     L,
-    { direction: randomVector(model.width, rand, true) },
-    { layer: 1, vector: randomVector(model.width, rand, false), alpha: 2 },
+  );
+  const both = interventionHooks(
+    {
+      kind: 'ablate',
+      direction: randomVector(model.width, rand, true),
+      mode: zero,
+      scale: 1,
+      add: { layer: 1, vector: randomVector(model.width, rand, false), alpha: 2 },
+    },
+    L,
   );
   const choices: (HookMap | undefined)[] = [undefined, ablate, both];
   return Array.from({ length: 32 }, (_, i) => {
@@ -106,11 +115,10 @@ for (const { name, kernels, reason } of kernelSets) {
 test('interventions are per sequence: the same prompt with and without hooks in one batch', async () => {
   const model = await loadEngineModel(ORGANISM);
   const rand = mulberry32(3);
-  const hooks = interventionHooks(model.numLayers, undefined, {
-    layer: 2,
-    vector: randomVector(model.width, rand, false),
-    alpha: 8,
-  });
+  const hooks = interventionHooks(
+    { kind: 'add', add: { layer: 2, vector: randomVector(model.width, rand, false), alpha: 8 } },
+    model.numLayers,
+  );
   const prompt = [1, 2, 3, 4, 5];
   const s = new Scheduler(model);
   const plain = s.submit({ prompt, maxNewTokens: 12 });

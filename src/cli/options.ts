@@ -3,7 +3,8 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ScalpelError } from '../errors.js';
-import { checkSameModel, FILES, modelFingerprint, readRunJson, type RunJson } from '../method/rundir.js';
+import { validateSettings } from '../method/intervention.js';
+import { checkSameModel, modelFingerprint, requireRunJson, type RunJson } from '../method/rundir.js';
 
 export interface CommonOpts {
   model?: string;
@@ -123,21 +124,19 @@ export function runDirOf(opts: CommonOpts, flag: RunDirFlag): string {
   return runDir;
 }
 
-/** A finished run for a command that applies its intervention (generate, bake), checked to belong to the model. */
+/** A finished run for a command that applies its intervention (eval, generate, bake), checked to belong to the model. */
 export function openRun(runFlag: string, modelFlag?: string): { runDir: string; run: RunJson; modelDir: string } {
   const runDir = resolve(runFlag);
-  const run = readRunJson(runDir);
-  if (!run) throw new ScalpelError(`${runDir}/${FILES.run}: missing; make the run with \`scalpel run\` first`);
+  const run = requireRunJson(runDir);
   const modelDir = resolve(modelFlag ?? run.model.dir);
   checkSameModel(run, runDir, modelDir, modelFingerprint(modelDir));
   return { runDir, run, modelDir };
 }
 
-/** --lambda as given, or the fallback (the run's λ) when absent. */
-export function lambdaFlag(text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  const lambda = Number(text);
-  if (text.trim() === '' || !(lambda >= 0 && lambda <= 1))
-    throw new ScalpelError(`--lambda ${text}: expected a number in [0, 1]`);
+/** --lambda as given, checked; undefined when absent (the run's λ then applies). */
+export function lambdaFlag(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const lambda = text.trim() === '' ? Number.NaN : Number(text);
+  validateSettings({ lambda }, () => `--lambda ${text}`);
   return lambda;
 }

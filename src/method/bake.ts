@@ -8,7 +8,7 @@
 // Exact only when each block's output joins the residual stream as it leaves the projection. Gemma 2/3 normalise
 // it first (sandwich norms), and the norm's per-channel gain brings d back, so they are refused with a pointer to
 // run-time ablation. Affine ablation and activation addition need a bias on the residual stream that these
-// architectures do not have, so the caller refuses those too.
+// architectures do not have, so they are refused too; bakeableDirection says which interventions can be baked.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseConfig } from '../arch/index.js';
@@ -25,6 +25,7 @@ import {
   type TensorSpec,
 } from '../io/safetensors.js';
 import { findWeightFiles, WEIGHT_FILE } from '../model/files.js';
+import { asFlag, validateIntervention, type Intervention, type SettingLabel } from './intervention.js';
 import { norm, unit } from './math.js';
 
 export interface BakeOptions {
@@ -102,9 +103,9 @@ function checkOutDir(outDir: string): void {
     throw new ScalpelError(`${outDir}: exists and is not empty; choose a new directory for the baked model`);
 }
 
-/** Writes a copy of the model with `direction` projected out of every residual-stream writer. */
-export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
-  const configPath = path.join(o.modelDir, 'config.json');
+/** The model's config.json, parsed; refused when its architecture would bring a removed direction back. */
+function readBakeableConfig(modelDir: string) {
+  const configPath = path.join(modelDir, 'config.json');
   if (!fs.existsSync(configPath))
     throw new ScalpelError(`${configPath}: file is missing, expected a Hugging Face model directory with config.json`);
   const config = readJsonFile(configPath);
@@ -114,6 +115,33 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
       `${configPath}: ${arch.name} normalises each block's output before it joins the residual stream, so a weight edit cannot remove a direction exactly; use run-time ablation (scalpel eval / generate --run) instead`,
     );
   }
+  return { config, args };
+}
+
+/**
+ * The direction to project out of `modelDir`'s weights for this intervention, or a one-line error saying why it
+ * cannot be baked: only zero ablation is a weight edit (any other mode and activation addition need a bias on the
+ * residual stream), and not on architectures with sandwich norms. `label` names the settings in those errors (the
+ * flags by default; run.json's config fields when they came from there).
+ */
+export function bakeableDirection(iv: Intervention, modelDir: string, label: SettingLabel = asFlag): Float32Array {
+  if (iv.kind === 'ablate' && iv.mode.kind !== 'zero')
+    throw new ScalpelError(
+      `${label('ablation', iv.mode.kind)}, which needs a bias on the residual stream that the weights do not have; bake a run made with --ablation zero`,
+    );
+  const add = iv.kind === 'none' ? undefined : iv.add;
+  if (add && add.alpha !== 0)
+    throw new ScalpelError(
+      `${label('alpha', add.alpha)}; activation addition cannot be written into weights without a bias; rerun select with --alpha 0 to bake the ablation alone`,
+    );
+  if (iv.kind !== 'ablate') throw new ScalpelError('bake: the intervention ablates no direction; nothing to bake');
+  validateIntervention(iv, readBakeableConfig(modelDir).args.numLayers);
+  return iv.direction;
+}
+
+/** Writes a copy of the model with `direction` projected out of every residual-stream writer. */
+export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
+  const { config, args } = readBakeableConfig(o.modelDir);
   const d = unitDirection(o.direction, args.width, 'bake');
   checkOutDir(o.outDir);
   const { files, weightMap } = findWeightFiles(o.modelDir);

@@ -1,9 +1,10 @@
 // The method's settings: every constant of the paper is a default here and a flag on the command line.
 import { ScalpelError } from '../errors.js';
+import { INTERVENTION_DEFAULTS, validateSettings, type AblationMode, type Target } from './intervention.js';
 import { DEFAULT_REFUSAL_SUBSTRINGS } from './judge.js';
 
-export type Target = 'false' | 'true';
-export type AblationMode = 'zero' | 'affine';
+// The intervention's dials (λ, α, ablation mode) are defined and checked with the intervention.
+export type { AblationMode, Target } from './intervention.js';
 /**
  * 'auto': first tokens of the model's own refusals to the harmful and the pseudo-harmful training prompts (the
  * pseudo-harmful score is what selection minimises, so the openings of over-refusals must count);
@@ -86,15 +87,15 @@ export const DEFAULTS: Omit<MethodConfig, keyof typeof PAPER_SETS> = {
   probeTokens: 16,
   refusalTokenMinShare: 0.05,
   filter: true,
-  lambda: 1,
+  lambda: INTERVENTION_DEFAULTS.lambda,
   target: 'false',
-  ablation: 'zero',
+  ablation: INTERVENTION_DEFAULTS.ablation,
   klThreshold: 0.2,
   prunePercent: 0.2,
   harmGuard: true,
   trueKlThreshold: 0.1,
   induceThreshold: 0,
-  alpha: 0,
+  alpha: INTERVENTION_DEFAULTS.alpha,
   actaddKlThreshold: 2,
   maxNewTokens: 64,
   judgeSubstrings: [...DEFAULT_REFUSAL_SUBSTRINGS],
@@ -122,7 +123,7 @@ export function validateConfig(c: MethodConfig): void {
   int(c.seed, 'seed', 0);
   int(c.probeTokens, 'probe-tokens', 1);
   int(c.maxNewTokens, 'max-new-tokens', 1);
-  if (!(c.lambda >= 0 && c.lambda <= 1)) throw new ScalpelError(`--lambda ${c.lambda}: expected a number in [0, 1]`);
+  validateSettings({ lambda: c.lambda });
   if (!(c.prunePercent >= 0 && c.prunePercent < 1))
     throw new ScalpelError(`--prune ${c.prunePercent}: expected a fraction in [0, 1)`);
   for (const [v, n] of [
@@ -132,11 +133,10 @@ export function validateConfig(c: MethodConfig): void {
   ] as const) {
     if (!(v >= 0)) throw new ScalpelError(`--${n} ${v}: expected a number ≥ 0`);
   }
-  if (!Number.isFinite(c.alpha)) throw new ScalpelError(`--alpha ${c.alpha}: expected a number`);
+  validateSettings({ alpha: c.alpha });
   if (c.target !== 'false' && c.target !== 'true')
     throw new ScalpelError(`--target ${String(c.target)}: expected false or true`);
-  if (c.ablation !== 'zero' && c.ablation !== 'affine')
-    throw new ScalpelError(`--ablation ${String(c.ablation)}: expected zero or affine`);
+  validateSettings({ ablation: c.ablation });
   if (c.judgeSubstrings.length === 0) throw new ScalpelError('--refusal-substrings: expected at least one phrase');
   if (c.evalDatasets.length === 0) throw new ScalpelError('--eval: expected at least one dataset');
   if (Array.isArray(c.refusalTokens) && c.refusalTokens.length === 0)

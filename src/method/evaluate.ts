@@ -4,9 +4,8 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
-import { runIntervention } from './candidates.js';
 import type { LoadedSet } from './datasets.js';
-import { interventionHooks } from './hooks.js';
+import { interventionHooks, type RunIntervention } from './intervention.js';
 import { isRefusal } from './judge.js';
 import { FILES, writeJson } from './rundir.js';
 import type { StageContext } from './stage.js';
@@ -37,21 +36,18 @@ export interface ResponseRow {
 }
 
 /**
- * Evaluates the chosen candidate of selection.json on `evalSets`, with ŵ recomputed from the stored w and r at λ
- * (overrides.lambda, else the config's). Writes nothing; see writeEvalFiles.
+ * Evaluates a run's intervention (interventionFromRun: its chosen candidate at some λ, α and ablation mode) on
+ * `evalSets`. Writes nothing; see writeEvalFiles.
  */
 export async function evaluateSets(
   ctx: StageContext,
   evalSets: LoadedSet[],
-  overrides?: { lambda?: number; alpha?: number },
+  applied: RunIntervention,
 ): Promise<{ results: EvalResult[]; rows: ResponseRow[] }> {
   const c = ctx.config;
   const b = ctx.backend;
-  const lambda = overrides?.lambda ?? c.lambda;
-  const alpha = overrides?.alpha ?? c.alpha;
-  const { sel, cand, ablation, actadd } = await runIntervention(ctx.runDir, c, lambda, alpha);
-  const L = cand.L;
-  const hooks = interventionHooks(L, ablation, actadd);
+  const { lambda, alpha, ablation, target } = applied.settings;
+  const hooks = interventionHooks(applied.intervention, applied.candidates.L);
   const condition = alpha !== 0 ? 'ablated+actadd' : 'ablated';
   // Baseline responses do not depend on the intervention: reuse them from responses.jsonl when they match.
   const prior = readResponses(ctx.runDir);
@@ -110,7 +106,7 @@ export async function evaluateSets(
         n,
         compliance_rate: (n - refusals) / n,
         refusal_rate: refusals / n,
-        ...(cond === 'baseline' ? {} : { target: sel.target, ablation: c.ablation }),
+        ...(cond === 'baseline' ? {} : { target, ablation }),
         max_new_tokens: c.maxNewTokens,
       });
     }

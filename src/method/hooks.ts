@@ -1,4 +1,6 @@
-// Interventions as engine hooks (src/engine/types.ts). Each hook edits a [batch, seq, width] f32 block in place.
+// The small hook factories interventions are made of (src/engine/types.ts): ablation, activation addition and
+// activation capture. Each hook edits a [batch, seq, width] f32 block in place. Which hooks go where for an
+// intervention is decided in intervention.ts.
 import { hookName, type Hook, type HookContext, type HookMap } from '../engine/types.js';
 import type { MeanAccumulator } from './math.js';
 
@@ -44,22 +46,11 @@ export function addHook(vector: ArrayLike<number>, alpha: number): Hook {
   };
 }
 
-function push(map: HookMap, name: string, hook: Hook): void {
+/** Appends `hook` to the hooks at `name`, after any already there. */
+export function pushHook(map: HookMap, name: string, hook: Hook): void {
   const list = map.get(name);
   if (list) list.push(hook);
   else map.set(name, [hook]);
-}
-
-export interface AblationSpec {
-  direction: ArrayLike<number>;
-  /**
-   * Affine ablation: target projections [k][L] for the k post-instruction positions (−k … −1) at every layer, e.g.
-   * the harmless means' projections on the direction. Applied to those positions of the prompt only, at prefill:
-   * each layer input there gets its target projection and attention / MLP outputs there are zero-ablated. User
-   * text and generated tokens are left alone, because one position's target pushed onto every token (generated
-   * ones sit near zero) makes the model loop. Omit for zero ablation (every position, every step).
-   */
-  affineTargets?: readonly (readonly number[])[];
 }
 
 /**
@@ -81,50 +72,11 @@ export function postInstructionAblationHook(direction: ArrayLike<number>, target
   };
 }
 
-export interface ActAddSpec {
-  layer: number;
-  vector: ArrayLike<number>;
-  alpha: number;
-}
-
-/**
- * The hook map of an intervention: ablation at every layer on hook_resid_pre, hook_attn_out and hook_mlp_out
- * (hooks run at prefill and at every decode step, so every position and every generated token is covered),
- * and/or activation addition at one layer's input.
- */
-export function interventionHooks(numLayers: number, ablation?: AblationSpec, actadd?: ActAddSpec): HookMap {
-  const map: HookMap = new Map();
-  if (ablation) {
-    const targets = ablation.affineTargets;
-    const zero = targets
-      ? postInstructionAblationHook(
-          ablation.direction,
-          targets.map(() => 0),
-        )
-      : ablationHook(ablation.direction, 0);
-    for (let l = 0; l < numLayers; l++) {
-      const pre = targets
-        ? postInstructionAblationHook(
-            ablation.direction,
-            targets.map((t) => t[l]!),
-          )
-        : zero;
-      push(map, hookName(l, 'hook_resid_pre'), pre);
-      push(map, hookName(l, 'hook_attn_out'), zero);
-      push(map, hookName(l, 'hook_mlp_out'), zero);
-    }
-  }
-  // After the ablation at that layer's input, so the added vector arrives whole.
-  if (actadd && actadd.alpha !== 0)
-    push(map, hookName(actadd.layer, 'hook_resid_pre'), addHook(actadd.vector, actadd.alpha));
-  return map;
-}
-
 /** Hooks that feed every layer's block input (prefill only) into a mean accumulator. */
 export function captureHooks(numLayers: number, acc: MeanAccumulator): HookMap {
   const map: HookMap = new Map();
   for (let l = 0; l < numLayers; l++) {
-    push(map, hookName(l, 'hook_resid_pre'), (act, ctx) => {
+    pushHook(map, hookName(l, 'hook_resid_pre'), (act, ctx) => {
       if (ctx.start === 0) acc.addBlock(l, act, ctx.batch, ctx.seq, ctx.valid);
     });
   }

@@ -15,7 +15,8 @@ import { validateConfig, type MethodConfig } from './config.js';
 import { loadEvalSets, sampleSets, type LoadedSet, type SampledSets } from './datasets.js';
 import { evaluateSets, writeEvalFiles, type EvalResult } from './evaluate.js';
 import { extractCandidates } from './extract.js';
-import { selectCandidate, type SelectionJson } from './select.js';
+import { interventionFromRun, validateSettings, type RunIntervention } from './intervention.js';
+import { selectCandidate } from './select.js';
 import type { StageContext, StageProgress } from './stage.js';
 import {
   FILES,
@@ -24,15 +25,17 @@ import {
   modelFingerprint,
   readJson,
   readRunJson,
+  requireRunJson,
   writeJson,
   type RunJson,
+  type SelectionJson,
   type StageRecord,
 } from './rundir.js';
 
 // These moved out of this module; the CLI and the tests import them from here.
 export { sampleSets } from './datasets.js';
 export { scoreAndCapture } from './extract.js';
-export type { SelectionJson } from './select.js';
+export type { SelectionJson } from './rundir.js';
 export type { EvalResult } from './evaluate.js';
 
 export type Stage = 'extract' | 'select' | 'eval';
@@ -219,10 +222,16 @@ class Runner {
     await this.finishStage('select', t0);
   }
 
-  /** With `write`, this is the eval stage; without, a look at other settings that leaves the run directory alone. */
-  async evaluate(write: boolean, overrides?: { lambda?: number; alpha?: number }): Promise<EvalResult[]> {
+  /**
+   * With `write`, this is the eval stage; without, a look at other settings that leaves the run directory alone.
+   * `applied`: the intervention to evaluate, else the run's at this configuration.
+   */
+  async evaluate(write: boolean, applied?: RunIntervention): Promise<EvalResult[]> {
+    const c = this.o.config;
+    const iv =
+      applied ?? (await interventionFromRun(this.o.runDir, { lambda: c.lambda, alpha: c.alpha, ablation: c.ablation }));
     const { ctx, t0 } = await this.startStage();
-    const { results, rows } = await evaluateSets(ctx, this.evalSets, overrides);
+    const { results, rows } = await evaluateSets(ctx, this.evalSets, iv);
     if (write) {
       await writeEvalFiles(this.o.runDir, results, rows);
       await this.finishStage('eval', t0);
@@ -306,36 +315,38 @@ export async function runPipeline(
 
 /**
  * `scalpel eval --lambda L --alpha A --dataset …`: evaluates the run's chosen (position, layer) with ŵ recomputed
- * from the stored w and r at this λ, without touching the run directory (baseline responses are reused when the
- * run has them). With no overrides it is the eval stage and writes eval.json and responses.jsonl.
+ * from the stored w and r at this λ (default: the configuration's), without touching the run directory (baseline
+ * responses are reused when the run has them). With no overrides it is the eval stage and writes eval.json and
+ * responses.jsonl. `request.run`: run.json, when the caller has read it already.
  */
 export async function evaluateRun(
   o: RunOptions,
-  overrides: { lambda?: number; alpha?: number; datasets?: string[] },
+  request: { lambda?: number; alpha?: number; datasets?: string[]; run?: RunJson },
 ): Promise<EvalResult[]> {
   validateConfig(o.config);
-  if (overrides.lambda !== undefined && !(overrides.lambda >= 0 && overrides.lambda <= 1))
-    throw new ScalpelError(`--lambda ${overrides.lambda}: expected a number in [0, 1]`);
+  validateSettings({ lambda: request.lambda, alpha: request.alpha });
   const fingerprint = modelFingerprint(o.modelDir);
-  const existing = readRunJson(o.runDir);
-  if (!existing)
-    throw new ScalpelError(`${join(o.runDir, FILES.run)}: missing; make the run with \`scalpel run\` first`);
-  checkSameModel(existing, o.runDir, o.modelDir, fingerprint);
-  if (!existsSync(join(o.runDir, FILES.selection)) || !existsSync(join(o.runDir, FILES.candidates))) {
-    throw new ScalpelError(`${o.runDir}: no finished select stage; run \`scalpel select\` first`);
-  }
-  const config = { ...o.config, ...(overrides.datasets ? { evalDatasets: overrides.datasets } : {}) };
+  const stored = request.run ?? requireRunJson(o.runDir);
+  checkSameModel(stored, o.runDir, o.modelDir, fingerprint);
+  // The runner records its stages into this object; the caller's copy stays as it was read.
+  const existing: RunJson = { ...stored, stages: { ...stored.stages } };
+  const applied = await interventionFromRun(o.runDir, {
+    lambda: request.lambda ?? o.config.lambda,
+    alpha: request.alpha ?? o.config.alpha,
+    ablation: o.config.ablation,
+  });
+  const config = { ...o.config, ...(request.datasets ? { evalDatasets: request.datasets } : {}) };
   // Eval reads only the evaluation sets: a training prompt file deleted since the run must not stop it.
   const evalSets = loadEvalSets(config, o.dataDir);
   const runner = new Runner({ ...o, config }, null, evalSets, existing, fingerprint);
   const stock =
-    (overrides.lambda === undefined || overrides.lambda === o.config.lambda) &&
-    (overrides.alpha === undefined || overrides.alpha === o.config.alpha) &&
-    !overrides.datasets &&
+    (request.lambda === undefined || request.lambda === o.config.lambda) &&
+    (request.alpha === undefined || request.alpha === o.config.alpha) &&
+    !request.datasets &&
     runner.run.stages.select?.key === runner.keys.select;
   if (stock && runner.done('eval')) {
     runner.log('eval: already done with these settings (resumed)');
     return readJson<{ results: EvalResult[] }>(o.runDir, FILES.eval).results;
   }
-  return await runner.evaluate(stock, overrides);
+  return await runner.evaluate(stock, applied);
 }

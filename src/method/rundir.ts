@@ -48,6 +48,39 @@ export interface RunJson {
   [key: string]: unknown;
 }
 
+/** One candidate's scores in selection.json (null: not measured, because an earlier rule rejected it). */
+export interface SelectionRow {
+  position: number;
+  layer: number;
+  refusal_score: number | null;
+  kl: number | null;
+  harmful_score: number | null;
+  steering_score?: number | null;
+  rejected: string | null;
+}
+
+export interface Chosen {
+  position: number;
+  layer: number;
+  /** Index of the position among the post-instruction tokens (0 = first). */
+  position_index: number;
+  refusal_score: number | null;
+  kl: number | null;
+  harmful_score: number | null;
+}
+
+/** selection.json: written by the select stage, read by everything that applies a run's intervention. */
+export interface SelectionJson {
+  target: 'false' | 'true';
+  lambda: number;
+  ablation: string;
+  rules: Record<string, unknown>;
+  baseline: { pseudo_val_score: number | null; harmful_val_score: number | null; harmless_val_score: number | null };
+  candidates: SelectionRow[];
+  chosen: Chosen | null;
+  actadd?: { alpha: number; kl_threshold: number; candidates: SelectionRow[]; chosen: Chosen | null };
+}
+
 /**
  * A model's identity for "is this RUN from this model?": config.json's bytes, the weight files' names and sizes, and
  * 64 KiB sampled from each weight file (cheap even for large models).
@@ -89,6 +122,13 @@ export function readRunJson(runDir: string): RunJson | null {
   if (!j || typeof j !== 'object' || (j as RunJson).format !== RUN_FORMAT)
     throw new ScalpelError(`${p}: not a Scalpel run (expected format ${RUN_FORMAT})`);
   return j as RunJson;
+}
+
+/** run.json of a run that a command continues or applies: its absence is the user's to fix, so it says how. */
+export function requireRunJson(runDir: string): RunJson {
+  const run = readRunJson(runDir);
+  if (!run) throw new ScalpelError(`${join(runDir, FILES.run)}: missing; make the run with \`scalpel run\` first`);
+  return run;
 }
 
 /** Throws unless `runDir`'s run.json was made with the model of this fingerprint. */

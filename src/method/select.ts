@@ -5,44 +5,28 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ScalpelError } from '../errors.js';
-import { loadCandidates, slice, vectorFor, type Candidates } from './candidates.js';
+import { loadCandidates, slice, type Candidates } from './candidates.js';
 import { pruneLayer, type MethodConfig } from './config.js';
 import type { SampledSets } from './datasets.js';
-import { interventionHooks, type AblationSpec } from './hooks.js';
+import {
+  candidateAblation,
+  candidateActAdd,
+  interventionHooks,
+  modeTensors,
+  type Ablation,
+  type Intervention,
+} from './intervention.js';
 import { klDivergence, mean, norm, refusalScore } from './math.js';
-import { FILES, f32Tensor, writeJson, writeTensors } from './rundir.js';
+import {
+  FILES,
+  f32Tensor,
+  writeJson,
+  writeTensors,
+  type Chosen,
+  type SelectionJson,
+  type SelectionRow,
+} from './rundir.js';
 import type { StageContext } from './stage.js';
-
-export interface SelectionRow {
-  position: number;
-  layer: number;
-  refusal_score: number | null;
-  kl: number | null;
-  harmful_score: number | null;
-  steering_score?: number | null;
-  rejected: string | null;
-}
-
-export interface Chosen {
-  position: number;
-  layer: number;
-  /** Index of the position among the post-instruction tokens (0 = first). */
-  position_index: number;
-  refusal_score: number | null;
-  kl: number | null;
-  harmful_score: number | null;
-}
-
-export interface SelectionJson {
-  target: 'false' | 'true';
-  lambda: number;
-  ablation: string;
-  rules: Record<string, unknown>;
-  baseline: { pseudo_val_score: number | null; harmful_val_score: number | null; harmless_val_score: number | null };
-  candidates: SelectionRow[];
-  chosen: Chosen | null;
-  actadd?: { alpha: number; kl_threshold: number; candidates: SelectionRow[]; chosen: Chosen | null };
-}
 
 /** A candidate (position index i, layer l) and its row in selection.json. */
 interface Slot {
@@ -67,7 +51,9 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
   const pseudo = S.pseudoVal.prompts.map((p) => b.encodePrompt(p));
   const harmful = S.harmfulVal.prompts.map((p) => b.encodePrompt(p));
   const floorLayer = pruneLayer(L, c.prunePercent);
-  const ablationFor = (i: number, l: number, lambda: number): AblationSpec => vectorFor(cand, c, i, l, lambda).ablation;
+  const ablationFor = (i: number, l: number, lambda: number): Ablation =>
+    candidateAblation(cand, { positionIndex: i, layer: l }, { target: c.target, ablation: c.ablation, lambda });
+  const hooksFor = (iv: Intervention) => interventionHooks(iv, L);
   const meanScore = async (prompts: number[][], hooks?: ReturnType<typeof interventionHooks>) =>
     mean((await b.lastLogits(prompts, { hooks })).map((l) => refusalScore(l, rt)));
 
@@ -113,7 +99,7 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
   const p = ctx.progress(`selecting among ${todo.length} candidates`, todo.length);
   if (c.target === 'false') {
     for (const s of todo) {
-      const hooks = interventionHooks(L, ablationFor(s.i, s.l, c.lambda));
+      const hooks = hooksFor(ablationFor(s.i, s.l, c.lambda));
       s.row.kl = await meanKl(hooks);
       if (s.row.kl > c.klThreshold) s.row.rejected = `KL ${fmt(s.row.kl)} > ${c.klThreshold}`;
       else s.row.refusal_score = await meanScore(pseudo, hooks);
@@ -132,7 +118,7 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
         continue;
       }
       if (c.harmGuard) {
-        s.row.harmful_score = await meanScore(harmful, interventionHooks(L, ablationFor(s.i, s.l, c.lambda)));
+        s.row.harmful_score = await meanScore(harmful, hooksFor(ablationFor(s.i, s.l, c.lambda)));
         if (s.row.harmful_score < guard) {
           s.row.rejected = `harmful-val score ${fmt(s.row.harmful_score)} < ${fmt(guard)} (harm guard)`;
           continue;
@@ -144,11 +130,11 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
     // Arditi et al.: KL ≤ 0.1 under ablation of r̂, adding r at its layer must induce refusal on harmless prompts
     // (mean score > 0), lowest harmful-val refusal score under ablation wins.
     for (const s of todo) {
-      const hooks = interventionHooks(L, ablationFor(s.i, s.l, c.lambda));
+      const hooks = hooksFor(ablationFor(s.i, s.l, c.lambda));
       s.row.kl = await meanKl(hooks);
       if (s.row.kl > c.trueKlThreshold) s.row.rejected = `KL ${fmt(s.row.kl)} > ${c.trueKlThreshold}`;
       else {
-        const add = interventionHooks(L, undefined, { layer: s.l, vector: slice(cand.r, s.i, s.l, L, d), alpha: 1 });
+        const add = hooksFor({ kind: 'add', add: candidateActAdd(cand, { positionIndex: s.i, layer: s.l }, 1) });
         s.row.steering_score = await meanScore(harmless, add);
         if (s.row.steering_score <= c.induceThreshold)
           s.row.rejected = `steering score ${fmt(s.row.steering_score)} ≤ ${c.induceThreshold} (adding r does not induce refusal)`;
@@ -209,11 +195,7 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
     const alive = aslots.filter((s) => s.row.rejected === null);
     const pa = ctx.progress('selecting the actadd vector', alive.length);
     for (const s of alive) {
-      const add = interventionHooks(L, undefined, {
-        layer: s.l,
-        vector: slice(cand.r, s.i, s.l, L, d),
-        alpha: c.alpha,
-      });
+      const add = hooksFor({ kind: 'add', add: candidateActAdd(cand, { positionIndex: s.i, layer: s.l }, c.alpha) });
       const logits = await b.lastLogits(harmless, { hooks: add });
       s.row.kl = mean(logits.map((lg, j) => klDivergence(baseHarmless[j]!, lg)));
       if (s.row.kl > c.actaddKlThreshold) s.row.rejected = `KL ${fmt(s.row.kl)} > ${c.actaddKlThreshold}`;
@@ -269,14 +251,13 @@ async function writeVector(
   fingerprint: string,
 ): Promise<void> {
   const { L, d } = cand;
-  const v = vectorFor(cand, c, chosen.i, chosen.l, c.lambda);
+  const v = candidateAblation(cand, { positionIndex: chosen.i, layer: chosen.l }, c);
   const tensors = [
-    f32Tensor('direction', [d], v.ablation.direction),
+    f32Tensor('direction', [d], v.direction),
     f32Tensor('r', [d], slice(cand.r, chosen.i, chosen.l, L, d)),
     f32Tensor('w', [d], slice(cand.w, chosen.i, chosen.l, L, d)),
+    ...modeTensors(v.mode, L),
   ];
-  const targets = v.ablation.affineTargets;
-  if (targets) tensors.push(f32Tensor('affine_targets', [targets.length, L], targets.flat()));
   const meta: Record<string, string> = {
     format: 'scalpel-vector/1',
     position: String(chosen.row.position),

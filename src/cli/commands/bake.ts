@@ -1,10 +1,9 @@
 // `scalpel bake`: writes a copy of the run's model with the chosen direction projected out of the weights, so the
 // ablation costs nothing at inference and the result loads anywhere a Hugging Face model does.
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { ScalpelError } from '../../errors.js';
-import { bakeAblation } from '../../method/bake.js';
-import { runIntervention } from '../../method/candidates.js';
+import { bakeAblation, bakeableDirection } from '../../method/bake.js';
+import { interventionFromRun, inRunFile } from '../../method/intervention.js';
 import { FILES } from '../../method/rundir.js';
 import { lambdaFlag, openRun } from '../options.js';
 import { logger, progressFactory } from '../progress.js';
@@ -30,27 +29,18 @@ export function register(program: Command): void {
     .option('--quiet', 'no progress bar or log lines')
     .action(async (flags: BakeFlags) => {
       const { runDir, run, modelDir } = openRun(flags.run, flags.model);
-      const cfg = run.config as { lambda?: number; alpha?: number; ablation?: string };
-      if (cfg.ablation === 'affine') {
-        throw new ScalpelError(
-          `${runDir}/${FILES.run}: config.ablation is affine, which needs a bias on the residual stream that the weights do not have; bake a run made with --ablation zero`,
-        );
-      }
-      if (cfg.alpha !== undefined && cfg.alpha !== 0) {
-        throw new ScalpelError(
-          `${runDir}/${FILES.run}: config.alpha is ${cfg.alpha}; activation addition cannot be written into weights without a bias; rerun select with --alpha 0 to bake the ablation alone`,
-        );
-      }
-      const lambda = lambdaFlag(flags.lambda, cfg.lambda ?? 1);
-      const { sel, ablation } = await runIntervention(runDir, { ablation: 'zero' }, lambda, 0);
-      const chosen = sel.chosen!;
+      // The run's ablation mode and α (bake has no flags for them, so errors name run.json's fields); λ may change.
+      const request = { run, lambda: lambdaFlag(flags.lambda) };
+      const { intervention, settings, selection: sel, chosen } = await interventionFromRun(runDir, request);
+      const direction = bakeableDirection(intervention, modelDir, inRunFile(join(runDir, FILES.run)));
+      const lambda = settings.lambda;
       const log = logger(flags.quiet);
       const bar = progressFactory({ quiet: flags.quiet })('baking (MB)', 1);
       const mb = (bytes: number) => Math.round(bytes / 1e6);
       const res = await bakeAblation({
         modelDir,
         outDir: resolve(flags.out),
-        direction: ablation.direction,
+        direction,
         provenance: {
           scalpel_source_model: modelDir,
           scalpel_run: runDir,

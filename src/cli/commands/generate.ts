@@ -8,9 +8,7 @@ import { greedyGenerate } from '../../engine/generate.js';
 import { chatMessages, encodeChat } from '../../tokenizer/chat.js';
 import { progressFactory } from '../progress.js';
 import { lambdaFlag, openRun } from '../options.js';
-import { runIntervention } from '../../method/candidates.js';
-import { interventionHooks } from '../../method/hooks.js';
-import type { AblationMode } from '../../method/config.js';
+import { interventionFromRun, interventionHooks } from '../../method/intervention.js';
 import type { HookMap } from '../../engine/types.js';
 
 export const DEFAULT_MAX_NEW_TOKENS = 64;
@@ -53,6 +51,10 @@ export function register(program: Command): void {
       if (flags.model === undefined && flags.run === undefined)
         throw new ScalpelError("required option '--model <dir>' not specified");
       const fromRun = flags.run !== undefined ? openRun(flags.run, flags.model) : null;
+      // The run's own ablation mode and α; λ from the flag, else the run's. Read before the weights, to fail fast.
+      const applied = fromRun
+        ? await interventionFromRun(fromRun.runDir, { run: fromRun.run, lambda: lambdaFlag(flags.lambda) })
+        : null;
       const bar = progressFactory()('loading weights (MB)', 1);
       const mb = (bytes: number) => Math.round(bytes / 1e6);
       const { tokenizer, chat, model, eosTokenIds, dir } = await loadModel(fromRun?.modelDir ?? flags.model!, {
@@ -72,18 +74,7 @@ export function register(program: Command): void {
         promptTokens = tokenizer.encode(flags.prompt);
       }
       if (promptTokens.length === 0) throw new ScalpelError('--prompt: the prompt tokenizes to no tokens');
-      let hooks: HookMap | undefined;
-      if (fromRun) {
-        const cfg = fromRun.run.config as { lambda?: number; alpha?: number; ablation?: AblationMode };
-        const lambda = lambdaFlag(flags.lambda, cfg.lambda ?? 1);
-        const { ablation, actadd } = await runIntervention(
-          fromRun.runDir,
-          { ablation: cfg.ablation ?? 'zero' },
-          lambda,
-          cfg.alpha ?? 0,
-        );
-        hooks = interventionHooks(model.numLayers, ablation, actadd);
-      }
+      const hooks: HookMap | undefined = applied ? interventionHooks(applied.intervention, model.numLayers) : undefined;
       const [tokens] = greedyGenerate(model, [promptTokens], { maxNewTokens, eosTokenIds, hooks });
       const text = tokenizer.decode(tokens!, { skipSpecialTokens: true });
       if (flags.json) process.stdout.write(`${JSON.stringify({ prompt_tokens: promptTokens, tokens, text })}\n`);
