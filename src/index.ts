@@ -1,29 +1,75 @@
-// Scalpel's library API. The CLI is a thin layer over what is exported here.
-export * from './engine/types.js';
-export { ScalpelError } from './errors.js';
-export { loadModel, loadEngineModel, type LoadedModel, type LoadModelOptions } from './model/load.js';
-export { Model, type Step, type Weights, type LayerWeights } from './engine/model.js';
-export {
-  lastLogits,
-  greedyGenerate,
-  releaseCache,
-  pack,
-  DEFAULT_BATCH_SIZE,
-  type RunOptions,
-  type GenerateOptions,
-} from './engine/generate.js';
-export { KVCache } from './engine/cache.js';
-export {
-  ARCHITECTURES,
-  SUPPORTED_MODEL_TYPES,
-  parseConfig,
-  findArchitecture,
-  type ModelArgs,
-  type Architecture,
-} from './arch/index.js';
-export { getKernels } from './engine/kernels/index.js';
-export { readSafetensors, readSafetensorsHeader, writeSafetensors } from './io/safetensors.js';
-export { writeFileAtomic } from './io/atomic.js';
+// Scalpel's library API: what a TypeScript user calls to load a model, run the method or one stage of it, turn a
+// run into an intervention, generate with it (the scheduler) and bake it into weights. The CLI is a thin layer over
+// the same functions.
+
+// Models: load a Hugging Face folder; its tokenizer and chat template.
+export { type LoadedModel, type LoadModelOptions, loadEngineModel, loadModel } from './model/load.js';
 export { readModelDir } from './model/files.js';
 export { TextTokenizer } from './tokenizer/tokenizer.js';
-export { ChatTemplate, encodeChat, postInstructionSuffix } from './tokenizer/chat.js';
+export { type ChatMessage, ChatTemplate, chatMessages, encodeChat, postInstructionSuffix } from './tokenizer/chat.js';
+export {
+  ARCHITECTURES,
+  type Architecture,
+  findArchitecture,
+  parseConfig,
+  SUPPORTED_MODEL_TYPES,
+} from './arch/index.js';
+
+// The engine: the forward pass, hooks, kernels, batch helpers and the generation scheduler.
+export type { Activation, LayerArgs, ModelArgs, RopeSpec } from './engine/args.js';
+export * from './engine/types.js';
+export { type LayerWeights, Model, type Step, type Weights } from './engine/model.js';
+export { KVCache } from './engine/cache.js';
+export {
+  DEFAULT_BATCH_SIZE,
+  type GenerateOptions,
+  greedyGenerate,
+  lastLogits,
+  pack,
+  releaseCache,
+  type RunOptions,
+} from './engine/generate.js';
+export {
+  type FinishReason,
+  Scheduler,
+  SchedulerFullError,
+  type SchedulerOptions,
+  SequenceHandle,
+  type SequenceRequest,
+  type SequenceResult,
+} from './engine/scheduler.js';
+export { type SamplingParams, validateSampling } from './engine/sampling.js';
+export { getKernels } from './engine/kernels/index.js';
+
+// The method: settings, the pipeline and its stages, interventions, baking.
+export { defaultConfig, type MethodConfig, validateConfig } from './method/config.js';
+export { DATASETS, type DatasetSpec, loadPromptSet } from './method/datasets.js';
+export type { Backend } from './method/backend.js';
+export { engineBackend, loadEngineBackend } from './method/engine-backend.js';
+export {
+  type EvalResult,
+  evaluateRun,
+  type PipelineResult,
+  type RunOptions as PipelineOptions,
+  runPipeline,
+  type SelectionJson,
+  type Stage,
+} from './method/pipeline.js';
+export {
+  type ActAdd,
+  type Intervention,
+  type InterventionRequest,
+  type InterventionSettings,
+  interventionFromRun,
+  interventionHooks,
+  type RunIntervention,
+  validateIntervention,
+} from './method/intervention.js';
+export { type BakeOptions, type BakeResult, bakeAblation, bakeableDirection } from './method/bake.js';
+export { readRunJson, type RunJson } from './method/rundir.js';
+
+// Files and errors.
+export { readSafetensors, readSafetensorsHeader, writeSafetensors } from './io/safetensors.js';
+export { writeFileAtomic } from './io/atomic.js';
+export type { Tensor, WeightDType } from './tensor.js';
+export { ScalpelError } from './errors.js';
