@@ -6,7 +6,7 @@ import { ScalpelError } from '../errors.js';
 import { hookName, type HookMap } from '../engine/types.js';
 import type { Backend, OnProgress } from './backend.js';
 import { writeCandidates } from './candidates.js';
-import { SET_LABELS, type SampledSets } from './datasets.js';
+import { type LoadedSet, SET_LABELS, type SampledSets } from './datasets.js';
 import { isRefusal } from './judge.js';
 import { MeanAccumulator, diffInMeans, mean, refusalScore } from './math.js';
 import type { RunJson } from './rundir.js';
@@ -61,13 +61,7 @@ export async function extractCandidates(ctx: StageContext, sampled: SampledSets)
   const data: NonNullable<RunJson['data']> = {};
   (['harmfulTrain', 'harmlessTrain', 'pseudoTrain'] as const).forEach((key, si) => {
     const set = S[key];
-    data[SET_LABELS[key]] = {
-      ref: set.loaded.name,
-      source: set.loaded.source,
-      available: set.loaded.prompts.length,
-      sampled: set.prompts.length,
-      kept: kept[si]!,
-    };
+    data[SET_LABELS[key]] = { ...sampledRecord(set), kept: kept[si]! };
     if (kept[si] === 0) {
       const rule = si === 1 ? 'score < 0' : 'score > 0';
       throw new ScalpelError(
@@ -77,12 +71,7 @@ export async function extractCandidates(ctx: StageContext, sampled: SampledSets)
   });
   for (const key of ['harmfulVal', 'harmlessVal', 'pseudoVal'] as const) {
     const set = S[key];
-    data[SET_LABELS[key]] = {
-      ref: set.loaded.name,
-      source: set.loaded.source,
-      available: set.loaded.prompts.length,
-      sampled: set.prompts.length,
-    };
+    data[SET_LABELS[key]] = sampledRecord(set);
   }
   ctx.run.data = data;
   ctx.run['train_scores'] = Object.fromEntries(
@@ -249,4 +238,14 @@ export async function scoreAndCapture(
     }
     onProgress?.(idx[idx.length - 1]! + 1, prompts.length);
   }
+}
+
+/** run.json's record of a sampled set: where it came from, how many prompts it has and how many were drawn. */
+function sampledRecord(set: { loaded: LoadedSet; prompts: string[] }) {
+  return {
+    ref: set.loaded.name,
+    source: set.loaded.source,
+    available: set.loaded.prompts.length,
+    sampled: set.prompts.length,
+  };
 }

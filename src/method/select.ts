@@ -68,25 +68,10 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
     harmful_val_score: c.target === 'true' || c.harmGuard ? await meanScore(harmful) : null,
   };
 
-  const rows: SelectionRow[] = [];
-  const slots: Slot[] = [];
-  for (let i = 0; i < k; i++) {
-    for (let l = 0; l < L; l++) {
-      const row: SelectionRow = {
-        position: i - k,
-        layer: l,
-        refusal_score: null,
-        kl: null,
-        harmful_score: null,
-        rejected: null,
-      };
-      if (c.target === 'true') row.steering_score = null;
-      if (l >= floorLayer)
-        row.rejected = `layer ${l} ≥ ${floorLayer} (last ${Math.round(c.prunePercent * 100)}% of layers)`;
-      rows.push(row);
-      slots.push({ i, l, row });
-    }
-  }
+  const { rows, slots } = candidateGrid(k, L, (l) =>
+    l >= floorLayer ? `layer ${l} ≥ ${floorLayer} (last ${Math.round(c.prunePercent * 100)}% of layers)` : null,
+  );
+  if (c.target === 'true') for (const row of rows) row.steering_score = null;
   const live = slots.filter((s) => s.row.rejected === null);
   let chosen: Slot | undefined;
   // Identical inputs give zero differences (e.g. layer 0, where the block input is the post-instruction token's
@@ -175,21 +160,9 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
   // Optional activation addition: a true-refusal candidate r, added as α·r at its layer's input.
   let actaddChosen: Slot | undefined;
   if (c.alpha !== 0) {
-    const arows: SelectionRow[] = [];
-    const aslots: Slot[] = [];
-    for (let i = 0; i < k; i++)
-      for (let l = 0; l < L; l++) {
-        const row: SelectionRow = {
-          position: i - k,
-          layer: l,
-          refusal_score: null,
-          kl: null,
-          harmful_score: null,
-          rejected: l >= floorLayer ? `layer ${l} ≥ ${floorLayer}` : null,
-        };
-        arows.push(row);
-        aslots.push({ i, l, row });
-      }
+    const { rows: arows, slots: aslots } = candidateGrid(k, L, (l) =>
+      l >= floorLayer ? `layer ${l} ≥ ${floorLayer}` : null,
+    );
     for (const s of aslots)
       if (s.row.rejected === null && norm(slice(cand.r, s.i, s.l, L, d)) === 0) s.row.rejected = 'zero vector';
     const alive = aslots.filter((s) => s.row.rejected === null);
@@ -275,6 +248,30 @@ async function writeVector(
     meta['alpha'] = String(c.alpha);
   }
   await writeTensors(runDir, FILES.vector, tensors, meta);
+}
+
+/** Every (position index, layer) candidate with its unscored selection.json row; `pruned` says why a layer is out. */
+function candidateGrid(
+  k: number,
+  L: number,
+  pruned: (layer: number) => string | null,
+): { rows: SelectionRow[]; slots: Slot[] } {
+  const rows: SelectionRow[] = [];
+  const slots: Slot[] = [];
+  for (let i = 0; i < k; i++)
+    for (let l = 0; l < L; l++) {
+      const row: SelectionRow = {
+        position: i - k,
+        layer: l,
+        refusal_score: null,
+        kl: null,
+        harmful_score: null,
+        rejected: pruned(l),
+      };
+      rows.push(row);
+      slots.push({ i, l, row });
+    }
+  return { rows, slots };
 }
 
 function chosenOf(s: Slot, k: number): Chosen {
