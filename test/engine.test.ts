@@ -39,7 +39,8 @@ function weight(dtype: WeightDType, rows: number, cols: number, seed: number): {
 }
 
 for (const K of kernelSets) {
-  test(`matmul [${K.name}]: f32, bf16 and f16 weights, odd shapes, bias`, () => {
+  test(`matmul [${K.name}]: f32, bf16 and f16 weights, odd shapes, bias`, (t) => {
+    let worst = 0;
     for (const dtype of ['f32', 'bf16', 'f16'] as const)
       for (const [m, n, k] of [
         [1, 1, 3],
@@ -58,12 +59,14 @@ for (const K of kernelSets) {
             for (let j = 0; j < n; j++) {
               let s = bias ? bias[j]! : 0;
               for (let t = 0; t < k; t++) s += x[i * k + t]! * f32[j * k + t]!;
+              worst = Math.max(worst, Math.abs(y[i * n + j]! - s) / (1 + Math.abs(s)));
               assert.ok(
                 Math.abs(y[i * n + j]! - s) <= 1e-5 * (1 + Math.abs(s)),
                 `${dtype} m=${m} n=${n} k=${k} [${i},${j}]: ${y[i * n + j]} vs ${s}`,
               );
             }
         }
+    t.diagnostic(`matmul [${K.name}]: max |y − ref| / (1 + |ref|) ${worst.toExponential(2)}`);
   });
 }
 

@@ -1,4 +1,4 @@
-// Parity with transformers on every fixture model (tools/make_fixtures.py): last-position logits within 1e-3 of the
+// Parity with transformers on every fixture model (tools/make_fixtures.py): last-position logits within 3e-5 of the
 // logit spread, identical 24-token greedy continuations, and left-padded batches equal to single prompts.
 // Runs on the portable kernels and, when it loads, on the native path too.
 import { test } from 'node:test';
@@ -35,6 +35,12 @@ const kernelSets: Kernels[] = [jsKernels];
 const native = process.env.SCALPEL_KERNELS === 'js' ? null : tryNativeKernels().kernels;
 if (native) kernelSets.push(native);
 
+// Largest logit error allowed, as a fraction of the reference's max − min. Measured worst: 2.7e-6 (gemma2 on
+// native-avx2; 2.5e-6 on native-avx512, 2.2e-6 on js), over every fixture, single and batched, on the js kernels and
+// the native ones at each instruction set (SCALPEL_ISA=avx2|scalar). Most of it is the fixture's own rounding to 6
+// significant digits. The bound is 10× that, rounded up (it was 1e-3, 400× the measured error).
+const TOL = 3e-5;
+
 /** max |a − b| / (max − min of the reference). */
 function relErr(got: Float32Array, ref: readonly number[]): number {
   let lo = Infinity,
@@ -69,7 +75,7 @@ for (const kernels of kernelSets) {
         assert.equal(single[i]!.length, c.last_logits.length, 'vocab size');
         const e = relErr(single[i]!, c.last_logits);
         worst = Math.max(worst, e);
-        assert.ok(e <= 1e-3, `${name} case ${i} (${c.kind}): logit error ${e.toExponential(2)} of the spread`);
+        assert.ok(e <= TOL, `${name} case ${i} (${c.kind}): logit error ${e.toExponential(2)} of the spread`);
         assert.deepEqual(singleGreedy[i], c.greedy, `${name} case ${i} (${c.kind}): greedy continuation`);
       }
 
@@ -79,7 +85,7 @@ for (const kernels of kernelSets) {
         const batchedGreedy = greedyGenerate(model, prompts, { maxNewTokens: maxNew, eosTokenIds: [], batchSize });
         for (const [i, c] of fx.cases.entries()) {
           const e = relErr(batched[i]!, c.last_logits);
-          assert.ok(e <= 1e-3, `${name} case ${i} batched(${batchSize}): logit error ${e.toExponential(2)}`);
+          assert.ok(e <= TOL, `${name} case ${i} batched(${batchSize}): logit error ${e.toExponential(2)}`);
           assert.deepEqual(
             batchedGreedy[i],
             singleGreedy[i],
