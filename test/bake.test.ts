@@ -66,9 +66,11 @@ async function compare(dir: string, name: string): Promise<{ err: number; effect
   return { err, effect, out };
 }
 
-// f32 weights change only in summation order (measured: 3e-7 of the spread). 16-bit weights are rounded again
-// after the edit, bf16 to 8 significant bits and f16 to 11 (measured: 5.6e-3 and 6.8e-4 of the spread).
-const TOL = { f32: 1e-4, f16: 2e-3, bf16: 1e-2 };
+// f32 weights change only in summation order (measured: 5.2e-7 of the spread at worst, over the f32 fixtures, js
+// kernels and native ones at every instruction set; the bound is 10× that, rounded up; it was 1e-4). 16-bit weights
+// are rounded again after the edit, bf16 to 8 significant bits and f16 to 11 (measured: 5.6e-3 and 6.8e-4 of the
+// spread, on every kernel path: their bounds are already within 2× and 3× of it).
+const TOL = { f32: 6e-6, f16: 2e-3, bf16: 1e-2 };
 
 for (const [name, dtype] of [
   ['llama', 'f32'],
@@ -250,5 +252,6 @@ test("bake scalpel-tiny-chat: the baked model reproduces transformers' hook-abla
   t.diagnostic(
     `baked scalpel-tiny-chat vs transformers with ablation hooks: max top-16 logit error ${worst.toExponential(2)} of the spread`,
   );
-  assert.ok(worst <= 1e-4, `top-16 logits differ by ${worst.toExponential(2)} of the spread`);
+  // Measured: 4.1e-7 at worst (js, native avx512 / avx2 / scalar); bound 10× that, rounded up (it was 1e-4).
+  assert.ok(worst <= 5e-6, `top-16 logits differ by ${worst.toExponential(2)} of the spread`);
 });

@@ -5,20 +5,16 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { f16Lookup, jsKernels } from '../src/engine/kernels/js.js';
-import { tryNativeKernels } from '../src/engine/kernels/index.js';
+import { f16Lookup } from '../src/engine/kernels/js.js';
+import { kernelPaths } from './kernel-paths.js';
 import { f16ToF32, f32ToBf16, f32ToF16, bf16ToF32 } from '../src/io/dtype.js';
-import type { Kernels, Matrix, WeightDType } from '../src/engine/types.js';
+import type { Matrix, WeightDType } from '../src/engine/types.js';
 import { greedyGenerate, lastLogits, pack } from '../src/engine/generate.js';
 import { argmax } from '../src/engine/ops.js';
 import { parseConfig } from '../src/arch/index.js';
 import { ScalpelError } from '../src/errors.js';
 import { loadEngineModel, loadModel } from '../src/model/load.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
-
-const kernelSets: Kernels[] = [jsKernels];
-const native = process.env.SCALPEL_KERNELS === 'js' ? null : tryNativeKernels().kernels;
-if (native) kernelSets.push(native);
 
 function rand(n: number, seed: number): Float32Array {
   let s = seed;
@@ -38,8 +34,10 @@ function weight(dtype: WeightDType, rows: number, cols: number, seed: number): {
   };
 }
 
-for (const K of kernelSets) {
-  test(`matmul [${K.name}]: f32, bf16 and f16 weights, odd shapes, bias`, () => {
+for (const kp of kernelPaths()) {
+  test(`matmul [${kp.label}]: f32, bf16 and f16 weights, odd shapes, bias`, { skip: kp.skip }, (t) => {
+    const K = kp.get();
+    let worst = 0;
     for (const dtype of ['f32', 'bf16', 'f16'] as const)
       for (const [m, n, k] of [
         [1, 1, 3],
@@ -58,12 +56,14 @@ for (const K of kernelSets) {
             for (let j = 0; j < n; j++) {
               let s = bias ? bias[j]! : 0;
               for (let t = 0; t < k; t++) s += x[i * k + t]! * f32[j * k + t]!;
+              worst = Math.max(worst, Math.abs(y[i * n + j]! - s) / (1 + Math.abs(s)));
               assert.ok(
                 Math.abs(y[i * n + j]! - s) <= 1e-5 * (1 + Math.abs(s)),
                 `${dtype} m=${m} n=${n} k=${k} [${i},${j}]: ${y[i * n + j]} vs ${s}`,
               );
             }
         }
+    t.diagnostic(`matmul [${K.name}]: max |y − ref| / (1 + |ref|) ${worst.toExponential(2)}`);
   });
 }
 

@@ -84,7 +84,8 @@ test('recording hooks see every point in order, with shapes, positions and the p
   }
 });
 
-test('hook_embed and resid_post match transformers (embedding output and decoder-layer outputs)', async () => {
+test('hook_embed and resid_post match transformers (embedding output and decoder-layer outputs)', async (t) => {
+  let worst = 0;
   for (const name of ['llama', 'qwen3', 'gemma2', 'gemma3', 'phi3']) {
     const fx = fixture(name);
     const { model } = await loadModel(path.join(ROOT, fx.model_dir));
@@ -97,6 +98,7 @@ test('hook_embed and resid_post match transformers (embedding output and decoder
       };
       const close = (got: Float32Array, ref: number[], what: string) => {
         const scale = Math.max(...ref.map(Math.abs));
+        for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(got[i]! - ref[i]!) / scale);
         for (let i = 0; i < ref.length; i++)
           assert.ok(Math.abs(got[i]! - ref[i]!) <= 1e-4 * scale, `${name} ${what}[${i}]: ${got[i]} vs ${ref[i]}`);
       };
@@ -105,6 +107,7 @@ test('hook_embed and resid_post match transformers (embedding output and decoder
         close(lastRow(hookName(l, 'hook_resid_post')), c.debug.resid_post_last[l]!, `resid_post ${l}`);
     }
   }
+  t.diagnostic(`hook_embed / resid_post vs transformers: max error ${worst.toExponential(2)} of max |ref|`);
 });
 
 test("greedy generation runs hooks at prefill and at every decode step, on each sequence's own rows", async () => {

@@ -167,7 +167,8 @@ test('toy model: the pipeline finds e1 at layer 1, keeps harmful refusals, and �
   assert.match(at(-1, 2).rejected!, /layer 2 ≥ 2/);
   assert.equal(at(-2, 1).kl, 0);
   // Pseudo-harmful under ablation of e1: x = e0, refusal logit 4 − 5 = −1.
-  assert.ok(Math.abs(at(-2, 1).refusal_score! - refusalScore([-1, 0, -10, -10, -10, -10, -10, -10], [0])) < 1e-6);
+  // Exact inputs, so only float64 evaluation order can differ (measured: 2.2e-16, one ulp; it was 1e-6).
+  assert.ok(Math.abs(at(-2, 1).refusal_score! - refusalScore([-1, 0, -10, -10, -10, -10, -10, -10], [0])) < 1e-12);
   assert.ok(sel.baseline.pseudo_val_score! > 0);
   assert.deepEqual([sel.chosen!.position, sel.chosen!.layer], [-2, 1]);
   assert.ok(sel.chosen!.harmful_score! > 0);
