@@ -139,3 +139,51 @@ test('native attention checks its arguments', { skip }, () => {
     RangeError,
   );
 });
+
+test('native attentionMany equals one native attention call per block, bit for bit', { skip }, () => {
+  const ops = nativeOps();
+  const r = rng(11);
+  const [heads, kvHeads, headDim] = [6, 2, 16];
+  const args = { numLayers: 1, numKvHeads: kvHeads, headDim } as ModelArgs;
+  // Blocks as the scheduler makes them: prefills of several lengths and one-token decode steps, each its own cache.
+  const blocks = [
+    [0, 9],
+    [7, 1],
+    [0, 3],
+    [30, 1],
+    [12, 5],
+    [0, 64], // enough work for the addon to split the blocks over its threads
+  ].map(([start, seq]) => {
+    const cache = new KVCache(args, 1, start! + seq! + 3);
+    cache.k[0]!.forEach((_, i, a) => {
+      a[i] = r();
+    });
+    cache.v[0]!.forEach((_, i, a) => {
+      a[i] = r();
+    });
+    const q = Float32Array.from({ length: seq! * heads * headDim }, r);
+    const a: AttentionArgs = {
+      batch: 1,
+      seq: seq!,
+      start: start!,
+      firstReal: Int32Array.of(0),
+      slots: Int32Array.of(0),
+      numHeads: heads,
+      numKvHeads: kvHeads,
+      headDim,
+      scale: 0.25,
+      softcap: null,
+      window: null,
+    };
+    return { cache, q, a };
+  });
+  const one = blocks.map((b) => {
+    const out = new Float32Array(b.q.length);
+    ops.attention(out, b.q, b.cache, 0, b.a);
+    return out;
+  });
+  const outs = blocks.map((b) => new Float32Array(b.q.length));
+  ops.attentionMany(blocks.map((b, i) => ({ out: outs[i]!, q: b.q, cache: b.cache, layer: 0, args: b.a })));
+  assert.deepEqual(outs, one);
+  assert.ok(outs.every((o) => o.some((x) => x !== 0)));
+});

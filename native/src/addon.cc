@@ -1,6 +1,7 @@
 // The JavaScript face of the native kernels (node-addon-api).
 //   matmul(y, x, w, dtype, m, n, k, bias?)  y[m,n] = x[m,k] · Wᵀ (+ bias); typed arrays are used in place.
 //   attention(...), gatedAct(...)            the two non-matmul steps worth native code (see native/src/ops.cc)
+//   attentionMany(calls, ...)                attention of many one-sequence blocks in one threaded job
 //   info() → { isa, best, threads };  setIsa(name) → isa in use;  setThreads(n) → threads in use.
 #include <napi.h>
 
@@ -8,6 +9,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kernels.h"
 #include "pool.h"
@@ -205,6 +207,78 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// ---- attentionMany(calls, heads, kvHeads, headDim, scale, softcap, window)
+// One pool job for the attention of many one-sequence blocks (the scheduler's rows, each with its own one-slot
+// cache): calls[i] = [out, q, kCache, vCache, seq, start, capacity]. Each (block, head) pair runs exactly as in
+// attention(), so results are the same as one call per block; only the threads are shared.
+struct ManyJob {
+  std::vector<AttentionArgs> blocks;
+  std::vector<size_t> first_pair;  // prefix sums of pairs, one more entry than blocks
+  size_t scratch;
+};
+
+void run_many(void* ctx, int tid, int nthreads) {
+  const ManyJob& job = *static_cast<const ManyJob*>(ctx);
+  const Share s = share_of(job.first_pair.back(), 1, tid, nthreads);
+  if (s.begin >= s.end) return;
+  std::unique_ptr<double[]> scratch(new double[job.scratch]);
+  size_t b = std::upper_bound(job.first_pair.begin(), job.first_pair.end(), s.begin) - job.first_pair.begin() - 1;
+  for (size_t pair = s.begin; pair < s.end; b++) {
+    const size_t end = std::min(s.end, job.first_pair[b + 1]);
+    attention_pairs(job.blocks[b], pair - job.first_pair[b], end - job.first_pair[b], scratch.get());
+    pair = end;
+  }
+}
+
+Napi::Value AttentionMany(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 7 || !info[0].IsArray()) throw Napi::TypeError::New(env, "attentionMany: expected (calls, heads, kvHeads, headDim, scale, softcap, window)");
+  static const int32_t kZero = 0;
+  AttentionArgs common{};
+  common.batch = 1;
+  common.first_real = &kZero;
+  common.slots = &kZero;
+  common.heads = dim(info[1], "heads");
+  common.kv_heads = dim(info[2], "kvHeads");
+  common.head_dim = dim(info[3], "headDim");
+  if (!info[4].IsNumber() || !info[5].IsNumber()) throw Napi::TypeError::New(env, "attentionMany: scale and softcap must be numbers");
+  common.scale = info[4].As<Napi::Number>().DoubleValue();
+  common.softcap = info[5].As<Napi::Number>().DoubleValue();
+  common.window = dim(info[6], "window");
+  if (common.heads == 0 || common.kv_heads == 0 || common.heads % common.kv_heads != 0) throw Napi::RangeError::New(env, "attentionMany: heads must be a multiple of kvHeads");
+  if (common.head_dim == 0 || common.head_dim > 512) throw Napi::RangeError::New(env, "attentionMany: headDim must be 1..512");
+  Napi::Array calls = info[0].As<Napi::Array>();
+  ManyJob job{};
+  job.first_pair.push_back(0);
+  job.scratch = 1;
+  size_t work = 0;
+  for (uint32_t i = 0; i < calls.Length(); i++) {
+    Napi::Value entry = calls.Get(i);
+    if (!entry.IsArray() || entry.As<Napi::Array>().Length() < 7) throw Napi::TypeError::New(env, "attentionMany: each call is [out, q, k, v, seq, start, capacity]");
+    Napi::Array c = entry.As<Napi::Array>();
+    AttentionArgs a = common;
+    a.seq = dim(c.Get(4u), "seq");
+    a.start = dim(c.Get(5u), "start");
+    a.capacity = dim(c.Get(6u), "capacity");
+    if (a.start + a.seq > a.capacity) throw Napi::RangeError::New(env, "attentionMany: start + seq exceeds the cache capacity");
+    const size_t act = a.seq * a.heads * a.head_dim;
+    const size_t cache = a.kv_heads * a.capacity * a.head_dim;
+    a.out = typed_data<float>(c.Get(0u), napi_float32_array, act, "out");
+    a.q = typed_data<const float>(c.Get(1u), napi_float32_array, act, "q");
+    a.k = typed_data<const float>(c.Get(2u), napi_float32_array, cache, "kCache");
+    a.v = typed_data<const float>(c.Get(3u), napi_float32_array, cache, "vCache");
+    if (a.seq == 0) continue;
+    job.blocks.push_back(a);
+    job.first_pair.push_back(job.first_pair.back() + a.heads);
+    job.scratch = std::max(job.scratch, a.start + a.seq);
+    work += a.heads * a.seq * (a.start + a.seq) * a.head_dim;
+  }
+  if (job.blocks.empty()) return env.Undefined();
+  if (work < 256 * 1024 || job.first_pair.back() < 2) run_many(&job, 0, 1);
+  else pool().run(run_many, &job);
+  return env.Undefined();
+}
+
 // ---- gatedAct(gate, up, n, act): gate = act(gate) * up, act 0 = silu, 1 = gelu_tanh
 struct GatedJob {
   float* gate;
@@ -264,6 +338,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   }
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   exports.Set("attention", Napi::Function::New(env, Attention));
+  exports.Set("attentionMany", Napi::Function::New(env, AttentionMany));
   exports.Set("gatedAct", Napi::Function::New(env, GatedAct));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("setIsa", Napi::Function::New(env, SetIsa));

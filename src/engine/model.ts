@@ -11,7 +11,7 @@
 //   blocks.{l}.hook_resid_post  resid_mid + mlp_out
 import type { ModelArgs, RopeSpec } from './args.js';
 import { getKernels } from './kernels/index.js';
-import type { HookContext, HookMap, Kernels, Matrix } from './types.js';
+import type { AttentionCall, HookContext, HookMap, Kernels, Matrix } from './types.js';
 import { hookName } from './types.js';
 import type { KVCache } from './cache.js';
 import { attention, type AttentionArgs } from './attention.js';
@@ -217,6 +217,11 @@ export class Model {
       return { step, from, n, cos, sin, attnArgs, hooks, info: { batch, seq, width: D, start, positions, valid } };
     });
     const hooked = parts.filter((p) => p.hooks);
+    // The scheduler's steps (one unpadded sequence each, its own cache) share one threaded attention call per layer.
+    const oneThreadedCall =
+      K.attentionMany !== undefined &&
+      steps.length > 1 &&
+      steps.every((st) => st.batch === 1 && st.firstReal[0] === 0 && st.slots[0] === 0);
     const hook = (name: string, layer: number, act: Float32Array) => {
       for (const p of hooked) runHooks(p.hooks!, name, layer, act.subarray(p.from * D, (p.from + p.n) * D), p.info);
     };
@@ -240,6 +245,7 @@ export class Model {
       if (L.qNorm) rmsnorm(q, q, L.qNorm, rows * a.numHeads, a.headDim, a.normEps);
       if (L.kNorm) rmsnorm(k, k, L.kNorm, rows * a.numKvHeads, a.headDim, a.normEps);
       const r = this.ropes.indexOf(layer.rope);
+      const calls: AttentionCall[] = [];
       for (const p of parts) {
         const qs = q.subarray(p.from * qw, (p.from + p.n) * qw);
         const ks = k.subarray(p.from * kvw, (p.from + p.n) * kvw);
@@ -251,8 +257,11 @@ export class Model {
         p.step.cache.write(l, ks, vs, p.step.batch, p.step.seq, p.step.start, p.step.slots);
         // att = softmax(q · Kᵀ · scale, causal + padding (+ window) mask) · V
         p.attnArgs.window = layer.window;
-        (K.attention ?? attention)(att.subarray(p.from * qw, (p.from + p.n) * qw), qs, p.step.cache, l, p.attnArgs);
+        const out = att.subarray(p.from * qw, (p.from + p.n) * qw);
+        if (oneThreadedCall) calls.push({ out, q: qs, cache: p.step.cache, layer: l, args: p.attnArgs });
+        else (K.attention ?? attention)(out, qs, p.step.cache, l, p.attnArgs);
       }
+      if (oneThreadedCall) K.attentionMany!(calls);
       // o = att · Woᵀ (Gemma: o = rmsnorm(o))
       K.matmul(o, att, L.o, rows, L.oBias);
       if (L.attnOutNorm) rmsnorm(o, o, L.attnOutNorm, rows, D, a.normEps);

@@ -17,6 +17,15 @@ export interface Matrix {
   data: Float32Array | Uint16Array;
 }
 
+/** One block of attention for Kernels.attentionMany. */
+export interface AttentionCall {
+  out: Float32Array;
+  q: Float32Array;
+  cache: KVCache;
+  layer: number;
+  args: AttentionArgs;
+}
+
 /** The one entry point for heavy numeric work (llama2.c's matmul): speed it up and everything speeds up. */
 export interface Kernels {
   /** e.g. 'native-avx512', 'native-avx2', 'js'. */
@@ -25,6 +34,11 @@ export interface Kernels {
   matmul(y: Float32Array, x: Float32Array, w: Matrix, m: number, bias?: Float32Array): void;
   /** Optional faster twin of engine/attention.ts attention() (same semantics); the engine's own runs otherwise. */
   attention?(out: Float32Array, q: Float32Array, cache: KVCache, layer: number, a: AttentionArgs): void;
+  /**
+   * Optional: attention() of many one-sequence blocks (batch 1, no padding, slot 0 of each block's own cache) in one
+   * threaded call, as the scheduler's decode steps need; same results as one attention() per block.
+   */
+  attentionMany?(calls: readonly AttentionCall[]): void;
   /** Optional faster twin of engine/ops.ts gatedAct(): gate ← act(gate) ⊙ up. */
   gatedAct?(gate: Float32Array, up: Float32Array, act: Activation): void;
 }

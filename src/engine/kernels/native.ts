@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { Activation } from '../args.js';
 import type { AttentionArgs } from '../attention.js';
 import type { KVCache } from '../cache.js';
-import type { Kernels, Matrix } from '../types.js';
+import type { AttentionCall, Kernels, Matrix } from '../types.js';
 
 /** What the addon exports (native/src/addon.cc). */
 export interface NativeAddon {
@@ -36,6 +36,16 @@ export interface NativeAddon {
     kvHeads: number,
     headDim: number,
     capacity: number,
+    scale: number,
+    softcap: number,
+    window: number,
+  ): void;
+  /** attention() of one-sequence blocks, calls[i] = [out, q, k, v, seq, start, capacity], threads shared. */
+  attentionMany(
+    calls: [Float32Array, Float32Array, Float32Array, Float32Array, number, number, number][],
+    heads: number,
+    kvHeads: number,
+    headDim: number,
     scale: number,
     softcap: number,
     window: number,
@@ -98,6 +108,7 @@ export function nativeKernels(a: NativeAddon = loadNativeAddon()): Kernels & Nat
  */
 export interface NativeOps {
   attention(out: Float32Array, q: Float32Array, cache: KVCache, layer: number, a: AttentionArgs): void;
+  attentionMany(calls: readonly AttentionCall[]): void;
   gatedAct(gate: Float32Array, up: Float32Array, act: Activation): void;
 }
 
@@ -118,6 +129,27 @@ export function nativeOps(a: NativeAddon = loadNativeAddon()): NativeOps {
         x.numKvHeads,
         x.headDim,
         cache.capacity,
+        x.scale,
+        x.softcap ?? 0,
+        x.window ?? 0,
+      );
+    },
+    attentionMany(calls) {
+      const x = calls[0]?.args;
+      if (!x) return;
+      a.attentionMany(
+        calls.map((c) => [
+          c.out,
+          c.q,
+          c.cache.k[c.layer]!,
+          c.cache.v[c.layer]!,
+          c.args.seq,
+          c.args.start,
+          c.cache.capacity,
+        ]),
+        x.numHeads,
+        x.numKvHeads,
+        x.headDim,
         x.scale,
         x.softcap ?? 0,
         x.window ?? 0,
