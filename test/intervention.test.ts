@@ -28,6 +28,7 @@ import {
 import { ablationDirection, dot } from '../src/method/math.js';
 import { runPipeline } from '../src/method/pipeline.js';
 import { FILES } from '../src/method/rundir.js';
+import { mulberry32 } from '../src/rng.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const FIXTURES = path.join(root, 'test', 'fixtures', 'models');
@@ -164,15 +165,10 @@ function previousHooks(
   return map;
 }
 
+/** Uniform in [−0.5, 0.5), from the project's own seeded generator. */
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
+  const rand = mulberry32(seed);
+  return () => rand() - 0.5;
 }
 
 test('interventionHooks: every kind gives the previous construction, bitwise, on random blocks', () => {

@@ -166,6 +166,21 @@ void run_attention(void* ctx, int tid, int nthreads) {
   attention_pairs(job.args, s.begin, s.end, scratch.get());
 }
 
+// The head layout (heads, kvHeads, headDim at info[at..at+2]) and the score settings (scale, softcap, window at
+// info[sat..sat+2]) shared by attention() and attentionMany(), checked once here.
+void read_attention_shape(const Napi::CallbackInfo& info, size_t at, size_t sat, AttentionArgs& a) {
+  Napi::Env env = info.Env();
+  a.heads = dim(info[at], "heads");
+  a.kv_heads = dim(info[at + 1], "kvHeads");
+  a.head_dim = dim(info[at + 2], "headDim");
+  if (!info[sat].IsNumber() || !info[sat + 1].IsNumber()) throw Napi::TypeError::New(env, "attention: scale and softcap must be numbers");
+  a.scale = info[sat].As<Napi::Number>().DoubleValue();
+  a.softcap = info[sat + 1].As<Napi::Number>().DoubleValue();
+  a.window = dim(info[sat + 2], "window");
+  if (a.heads == 0 || a.kv_heads == 0 || a.heads % a.kv_heads != 0) throw Napi::RangeError::New(env, "attention: heads must be a multiple of kvHeads");
+  if (a.head_dim == 0 || a.head_dim > 512) throw Napi::RangeError::New(env, "attention: headDim must be 1..512");
+}
+
 Napi::Value Attention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 16) throw Napi::TypeError::New(env, "attention: expected 16 arguments");
@@ -174,16 +189,8 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   a.batch = dim(info[4], "batch");
   a.seq = dim(info[5], "seq");
   a.start = dim(info[6], "start");
-  a.heads = dim(info[9], "heads");
-  a.kv_heads = dim(info[10], "kvHeads");
-  a.head_dim = dim(info[11], "headDim");
+  read_attention_shape(info, 9, 13, a);
   a.capacity = dim(info[12], "capacity");
-  if (!info[13].IsNumber() || !info[14].IsNumber()) throw Napi::TypeError::New(env, "attention: scale and softcap must be numbers");
-  a.scale = info[13].As<Napi::Number>().DoubleValue();
-  a.softcap = info[14].As<Napi::Number>().DoubleValue();
-  a.window = dim(info[15], "window");
-  if (a.heads == 0 || a.kv_heads == 0 || a.heads % a.kv_heads != 0) throw Napi::RangeError::New(env, "attention: heads must be a multiple of kvHeads");
-  if (a.head_dim == 0 || a.head_dim > 512) throw Napi::RangeError::New(env, "attention: headDim must be 1..512");
   if (a.start + a.seq > a.capacity) throw Napi::RangeError::New(env, "attention: start + seq exceeds the cache capacity");
   const size_t act = a.batch * a.seq * a.heads * a.head_dim;
   a.out = typed_data<float>(info[0], napi_float32_array, act, "out");
@@ -238,15 +245,7 @@ Napi::Value AttentionMany(const Napi::CallbackInfo& info) {
   common.batch = 1;
   common.first_real = &kZero;
   common.slots = &kZero;
-  common.heads = dim(info[1], "heads");
-  common.kv_heads = dim(info[2], "kvHeads");
-  common.head_dim = dim(info[3], "headDim");
-  if (!info[4].IsNumber() || !info[5].IsNumber()) throw Napi::TypeError::New(env, "attentionMany: scale and softcap must be numbers");
-  common.scale = info[4].As<Napi::Number>().DoubleValue();
-  common.softcap = info[5].As<Napi::Number>().DoubleValue();
-  common.window = dim(info[6], "window");
-  if (common.heads == 0 || common.kv_heads == 0 || common.heads % common.kv_heads != 0) throw Napi::RangeError::New(env, "attentionMany: heads must be a multiple of kvHeads");
-  if (common.head_dim == 0 || common.head_dim > 512) throw Napi::RangeError::New(env, "attentionMany: headDim must be 1..512");
+  read_attention_shape(info, 1, 4, common);
   Napi::Array calls = info[0].As<Napi::Array>();
   ManyJob job{};
   job.first_pair.push_back(0);
