@@ -149,3 +149,40 @@ test('scalpel generate: plain text output, default token limit, one-line errors 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('scalpel generate: streamed text equals the JSON text; --stop cuts before the string; a seed repeats a sample', () => {
+  const model = path.join(ROOT, 'models/scalpel-tiny-chat');
+  const base = ['--model', model, '--chat', '--prompt', 'How do I bake bread?', '--max-new-tokens', '40'];
+  const json = cli([...base, '--json']);
+  assert.equal(json.status, 0, json.stderr);
+  const full = JSON.parse(json.stdout) as { tokens: number[]; text: string; finish_reason: string };
+  const plain = cli(base);
+  assert.equal(plain.stdout, `${full.text}\n`);
+  // A stop string from the middle of the answer: the text ends right before it, in both output modes.
+  const stop = full.text.slice(8, 12);
+  const cut = cli([...base, '--stop', stop, '--json']);
+  const c = JSON.parse(cut.stdout) as { text: string; finish_reason: string };
+  assert.equal(c.text, full.text.slice(0, full.text.indexOf(stop)));
+  assert.equal(c.finish_reason, 'stop');
+  assert.equal(cli([...base, '--stop', stop]).stdout, `${c.text}\n`);
+  // Sampling: the same seed gives the same tokens; temperature 0 is greedy.
+  const sample = (seed: string) =>
+    JSON.parse(cli([...base, '--temperature', '1.5', '--seed', seed, '--json']).stdout).tokens as number[];
+  assert.deepEqual(sample('4'), sample('4'));
+  const seeds = ['1', '2', '3', '4', '5'].map(sample);
+  assert.ok(
+    seeds.some((t) => t.join() !== full.tokens.join()),
+    'sampling at temperature 1.5 leaves the greedy path',
+  );
+  const greedy = JSON.parse(cli([...base, '--temperature', '0', '--json']).stdout).tokens;
+  assert.deepEqual(greedy, full.tokens);
+  for (const [flag, value, re] of [
+    ['--temperature', '-1', /^scalpel: --temperature -1: expected a number ≥ 0\n$/],
+    ['--top-p', '0', /^scalpel: --top-p 0: expected a number in \(0, 1\]\n$/],
+    ['--top-k', 'x', /^scalpel: --top-k x: expected a number\n$/],
+  ] as const) {
+    const r = cli([...base, flag, value]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, re);
+  }
+});

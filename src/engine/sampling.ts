@@ -15,14 +15,21 @@ export interface SamplingParams {
   seed?: number;
 }
 
-/** Throws a one-line ScalpelError for settings no sampler can follow; `where` names the request field's parent. */
-export function validateSampling(s: SamplingParams, where = 'sampling'): void {
+/**
+ * Throws a one-line ScalpelError for settings no sampler can follow; `name` says how the caller spells each field
+ * (a request field by default, a command-line flag in the CLI).
+ */
+export function validateSampling(
+  s: SamplingParams,
+  name: (field: keyof SamplingParams) => string = (f) => `sampling.${f}`,
+): void {
   const { temperature = 0, topP = 1, topK = 0, seed = 0 } = s;
   if (!(Number.isFinite(temperature) && temperature >= 0))
-    throw new ScalpelError(`${where}.temperature ${temperature}: expected a number ≥ 0`);
-  if (!(topP > 0 && topP <= 1)) throw new ScalpelError(`${where}.topP ${topP}: expected a number in (0, 1]`);
-  if (!(Number.isInteger(topK) && topK >= 0)) throw new ScalpelError(`${where}.topK ${topK}: expected an integer ≥ 0`);
-  if (!Number.isSafeInteger(seed)) throw new ScalpelError(`${where}.seed ${seed}: expected an integer`);
+    throw new ScalpelError(`${name('temperature')} ${temperature}: expected a number ≥ 0`);
+  if (!(topP > 0 && topP <= 1)) throw new ScalpelError(`${name('topP')} ${topP}: expected a number in (0, 1]`);
+  if (!(Number.isInteger(topK) && topK >= 0))
+    throw new ScalpelError(`${name('topK')} ${topK}: expected an integer ≥ 0`);
+  if (!Number.isSafeInteger(seed)) throw new ScalpelError(`${name('seed')} ${seed}: expected an integer`);
 }
 
 export type TokenPicker = (logits: Float32Array, from: number, to: number) => number;

@@ -1,10 +1,13 @@
-// `scalpel generate`: greedy continuation of one prompt, plain (tokenized like transformers' tokenizer(text)) or as a
-// chat turn (template rendered with the generation prompt, tokenized without adding special tokens again); with
-// --run, under that run's intervention (run-time hooks, the same ones eval applies).
+// `scalpel generate`: continuation of one prompt, greedy or sampled, plain (tokenized like transformers'
+// tokenizer(text)) or as a chat turn (template rendered with the generation prompt, tokenized without adding special
+// tokens again); with --run, under that run's intervention (run-time hooks, the same ones eval applies). The text is
+// printed as it is generated, through the scheduler.
 import type { Command } from 'commander';
 import { ScalpelError } from '../../errors.js';
 import { loadModel } from '../../model/load.js';
-import { greedyGenerate } from '../../engine/generate.js';
+import { Scheduler } from '../../engine/scheduler.js';
+import { type SamplingParams, validateSampling } from '../../engine/sampling.js';
+import { TextStream } from '../../tokenizer/stream.js';
 import { chatMessages, encodeChat } from '../../tokenizer/chat.js';
 import { progressFactory } from '../progress.js';
 import { lambdaFlag, openRun } from '../options.js';
@@ -21,13 +24,39 @@ interface GenerateFlags {
   chat?: boolean;
   system?: string;
   maxNewTokens: string;
+  temperature?: string;
+  topP?: string;
+  topK?: string;
+  seed?: string;
+  stop?: string[];
   json?: boolean;
+}
+
+/** A number flag, or undefined when absent; anything but a finite number is a one-line error. */
+function numberFlag(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n)) throw new ScalpelError(`--${flag} ${text}: expected a number`);
+  return n;
+}
+
+/** --temperature, --top-p, --top-k and --seed as sampling settings (checked by the scheduler at submit). */
+function samplingFlags(flags: GenerateFlags): SamplingParams {
+  const sampling: SamplingParams = {
+    temperature: numberFlag(flags.temperature, 'temperature') ?? 0,
+    topP: numberFlag(flags.topP, 'top-p') ?? 1,
+    topK: numberFlag(flags.topK, 'top-k') ?? 0,
+    ...(flags.seed !== undefined ? { seed: numberFlag(flags.seed, 'seed') } : {}),
+  };
+  const flag = { temperature: '--temperature', topP: '--top-p', topK: '--top-k', seed: '--seed' } as const;
+  validateSampling(sampling, (field) => flag[field]);
+  return sampling;
 }
 
 export function register(program: Command): void {
   program
     .command('generate')
-    .description('greedy-decode a continuation of one prompt with a Hugging Face model directory')
+    .description('continue one prompt (greedy, or sampled with --temperature) with a Hugging Face model directory')
     .option(
       '--model <dir>',
       "model directory (config.json, *.safetensors, tokenizer.json); with --run, default the run's",
@@ -41,11 +70,20 @@ export function register(program: Command): void {
     .option('--chat', "render the prompt as a user turn with the model's chat template")
     .option('--system <text>', 'system prompt for the chat turn (implies --chat)')
     .option('--max-new-tokens <n>', 'stop after this many new tokens', String(DEFAULT_MAX_NEW_TOKENS))
-    .option('--json', 'print {"prompt_tokens": [...], "tokens": [...], "text": "..."}')
+    .option('--temperature <x>', 'sample with this temperature (default 0: greedy)')
+    .option('--top-p <x>', 'sample from the smallest set of tokens holding this much probability (default 1: all)')
+    .option('--top-k <n>', 'sample from the k most likely tokens (default 0: all)')
+    .option('--seed <n>', 'seed of the sampler, for the same sample every time (default: random)')
+    .option('--stop <text...>', 'end the text before the first of these strings')
+    .option(
+      '--json',
+      'print {"prompt_tokens": [...], "tokens": [...], "text": "...", "finish_reason": "..."} at the end',
+    )
     .action(async (flags: GenerateFlags) => {
       const maxNewTokens = Number(flags.maxNewTokens);
       if (!/^\d+$/.test(flags.maxNewTokens.trim()) || !Number.isSafeInteger(maxNewTokens))
         throw new ScalpelError(`--max-new-tokens: expected a non-negative integer, got '${flags.maxNewTokens}'`);
+      const sampling = samplingFlags(flags);
       if (flags.lambda !== undefined && flags.run === undefined)
         throw new ScalpelError('--lambda: only with --run RUN');
       if (flags.model === undefined && flags.run === undefined)
@@ -75,9 +113,28 @@ export function register(program: Command): void {
       }
       if (promptTokens.length === 0) throw new ScalpelError('--prompt: the prompt tokenizes to no tokens');
       const hooks: HookMap | undefined = applied ? interventionHooks(applied.intervention, model.numLayers) : undefined;
-      const [tokens] = greedyGenerate(model, [promptTokens], { maxNewTokens, eosTokenIds, hooks });
-      const text = tokenizer.decode(tokens!, { skipSpecialTokens: true });
-      if (flags.json) process.stdout.write(`${JSON.stringify({ prompt_tokens: promptTokens, tokens, text })}\n`);
-      else process.stdout.write(`${text}\n`);
+      const decode = (ids: readonly number[]) => tokenizer.decode(ids, { skipSpecialTokens: true });
+      const stopStrings = flags.stop ?? [];
+      const scheduler = new Scheduler(model, { maxSequences: 1, decode });
+      const handle = scheduler.submit({
+        prompt: promptTokens,
+        maxNewTokens,
+        hooks,
+        sampling,
+        stopTokenIds: eosTokenIds,
+        stopStrings,
+      });
+      // Text is shown as it settles: never a partial character, never the start of a stop string.
+      const stream = new TextStream(decode, stopStrings);
+      for await (const token of handle) {
+        const fresh = stream.push(token);
+        if (!flags.json && fresh) process.stdout.write(fresh);
+      }
+      const result = await handle.result;
+      const rest = stream.end();
+      if (flags.json) {
+        const out = { prompt_tokens: promptTokens, tokens: result.tokens, text: stream.text };
+        process.stdout.write(`${JSON.stringify({ ...out, finish_reason: result.finishReason })}\n`);
+      } else process.stdout.write(`${rest}\n`);
     });
 }
