@@ -138,7 +138,6 @@ export class Scheduler {
   private readonly runningBatch: Sequence[] = [];
   private nextId = 0;
   private looping = false;
-  private logits = new Float32Array(0);
   private readonly longRopeMax: number;
 
   constructor(
@@ -223,12 +222,15 @@ export class Scheduler {
     if (batch.length === 0) return false;
     const steps = batch.map((s) => this.nextStep(s));
     const V = this.model.vocabSize;
-    if (this.logits.length < batch.length * V) this.logits = new Float32Array(batch.length * V);
-    this.model.forwardMany(steps, this.logits);
+    const logits = logitsBuffer(this.model, batch.length * V);
+    this.model.forwardMany(steps, logits);
+    // Every token is picked before any callback runs: a callback may drive another scheduler of this model, which
+    // writes the same logits buffer.
+    const picked = batch.map((s, b) => s.pick(logits, b * V, (b + 1) * V));
     batch.forEach((s, b) => {
       if (s.done) return; // aborted by another sequence's callback during this step
       s.cached = s.tokens.length;
-      this.advance(s, s.pick(this.logits, b * V, (b + 1) * V));
+      this.advance(s, picked[b]!);
     });
     return this.runningBatch.length + this.waitingQueue.length > 0;
   }
@@ -342,3 +344,14 @@ export class Scheduler {
 }
 
 const ZERO = Int32Array.of(0);
+
+/** The logits of one step, one buffer per model shared by its schedulers (steps never overlap: JS runs one). */
+const logitsBuffers = new WeakMap<Model, Float32Array>();
+function logitsBuffer(model: Model, size: number): Float32Array {
+  let buf = logitsBuffers.get(model);
+  if (!buf || buf.length < size) {
+    buf = new Float32Array(size);
+    logitsBuffers.set(model, buf);
+  }
+  return buf;
+}
