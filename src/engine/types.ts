@@ -5,10 +5,6 @@ import type { KVCache } from './cache.js';
 import type { Activation } from './args.js';
 import type { WeightDType } from '../tensor.js';
 
-// Tensor and WeightDType live in the ground layer (src/tensor.ts) so that io/ can use them; re-exported here for the
-// importers that know them as the engine's.
-export type { Tensor, WeightDType } from '../tensor.js';
-
 /** A weight matrix in torch nn.Linear layout: [rows = out features, cols = in features], row-major. */
 export interface Matrix {
   dtype: WeightDType;

@@ -4,7 +4,8 @@
 // (requireTensor and friends, also used by the tests on model directories).
 import { ScalpelError } from '../errors.js';
 import type { ModelArgs, TensorMap } from './args.js';
-import type { Matrix, Tensor } from './types.js';
+import type { Tensor } from '../tensor.js';
+import type { Matrix } from './types.js';
 import type { LayerWeights, Weights } from './model.js';
 import { toFloat32 } from '../io/dtype.js';
 

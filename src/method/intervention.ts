@@ -5,7 +5,8 @@
 // what a run means. HACKING.md lists what to touch to add an ablation mode.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { hookName, type HookMap, type Tensor } from '../engine/types.js';
+import { hookName, type HookMap } from '../engine/types.js';
+import type { Tensor } from '../tensor.js';
 import { ScalpelError } from '../errors.js';
 import { loadCandidates, slice, type Candidates } from './candidates.js';
 import { ablationHook, addHook, postInstructionAblationHook, pushHook } from './hooks.js';
