@@ -43,7 +43,7 @@ export function register(program: Command): void {
       ],
       [
         '--dataset <names...>',
-        "evaluation sets (dataset names, name:N, or prompt files); default: the run's, else the default evaluation sets",
+        "evaluation sets (dataset names, name:N, or prompt files); default: the run's, else the paper's with --data-dir and the built-in test sets without",
       ],
       ['--json', 'print {"results": [...]} as in eval.json'],
     ],
