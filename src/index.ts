@@ -48,7 +48,9 @@ export type { Backend } from './method/backend.js';
 export { engineBackend, loadEngineBackend } from './method/engine-backend.js';
 export {
   type EvalResult,
+  evaluateModel,
   evaluateRun,
+  type ModelEvalOptions,
   type PipelineResult,
   type RunOptions as PipelineOptions,
   runPipeline,

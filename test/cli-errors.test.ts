@@ -126,3 +126,27 @@ test('a reader that closes the pipe early ends the output quietly (no EPIPE stac
   assert.equal(stderr, '');
   assert.equal(code, 0);
 });
+
+test('scalpel eval without a run: flags that dial a run, or no --model, fail in one line before loading the model', () => {
+  const model = path.join(ROOT, 'test/fixtures/models/llama');
+  const notRun = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-cli-err-'));
+  const cases: [string[], RegExp][] = [
+    [['--model', model, '--lambda', '0.5'], /^scalpel: --lambda: only with --run RUN \(without a run, eval measures/],
+    [['--model', model, '--alpha', '1'], /^scalpel: --alpha: only with --run RUN/],
+    [['--model', model, '--target', 'true'], /^scalpel: --target: only with --run RUN/],
+    [['--model', model, '--ablation', 'affine'], /^scalpel: --ablation: only with --run RUN/],
+    [['--model', model, '--no-filter'], /^scalpel: --no-filter: only with --run RUN/],
+    [[], /^scalpel: --run RUN is required, or --model MODEL to evaluate a model alone$/],
+    [['--out', notRun], /^scalpel: --out .*: not a Scalpel run \(no run\.json\); add --model MODEL/],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = spawnSync(process.execPath, [BIN, 'eval', ...args], { encoding: 'utf8' });
+    assert.equal(r.status, 1, `eval ${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.stdout, '');
+    const lines = r.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
+    assert.match(lines[0]!, pattern);
+  }
+  assert.deepEqual(fs.readdirSync(notRun), []);
+  fs.rmSync(notRun, { recursive: true });
+});

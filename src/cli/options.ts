@@ -88,6 +88,8 @@ export interface RunDirOption {
   required?: boolean;
   /** Also accept the other flag name for the same directory, so `--out` and `--run` both work. */
   alias?: boolean;
+  /** --model's note in --help when the command may also go without a run (default: the usual one for `flag`). */
+  modelNote?: string;
 }
 
 export interface StageCommand {
@@ -103,7 +105,7 @@ const otherFlag = (flag: RunDirFlag): RunDirFlag => (flag === 'out' ? 'run' : 'o
 function addRunDirOptions(cmd: Command, runDir: RunDirOption): void {
   const modelHelp = 'Hugging Face model directory';
   if (runDir.flag === 'out') cmd.requiredOption('--model <dir>', modelHelp);
-  else cmd.option('--model <dir>', `${modelHelp} (default: the run's)`);
+  else cmd.option('--model <dir>', `${modelHelp} (${runDir.modelNote ?? "default: the run's"})`);
   if (runDir.required) cmd.requiredOption(`--${runDir.flag} <dir>`, runDir.help);
   else cmd.option(`--${runDir.flag} <dir>`, runDir.help);
   if (runDir.alias) cmd.option(`--${otherFlag(runDir.flag)} <dir>`, `run directory (same as --${runDir.flag})`);

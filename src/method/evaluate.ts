@@ -1,6 +1,6 @@
 // The eval stage: greedy generation on every evaluation set, baseline and intervened (the chosen ablation, plus
 // activation addition with α ≠ 0), judged by substring matching. Results go into eval.json, every response into
-// responses.jsonl.
+// responses.jsonl. With no intervention it is the baseline alone: how `scalpel eval --model` measures any model.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -35,33 +35,38 @@ export interface ResponseRow {
   max_new_tokens: number;
 }
 
+/** What evaluation needs of a stage: a model evaluated alone has no run directory, fingerprint or run.json. */
+export type EvalContext = Pick<StageContext, 'config' | 'backend' | 'progress'>;
+
 /**
  * Evaluates a run's intervention (interventionFromRun: its chosen candidate at some λ, α and ablation mode) on
- * `evalSets`. Writes nothing; see writeEvalFiles.
+ * `evalSets`, after the baseline; with `applied` null, the baseline alone. `prior`: earlier responses whose
+ * baselines may be reused (a run's responses.jsonl; only the caller knows they came from this model). Writes
+ * nothing; see writeEvalFiles.
  */
 export async function evaluateSets(
-  ctx: StageContext,
+  ctx: EvalContext,
   evalSets: LoadedSet[],
-  applied: RunIntervention,
+  applied: RunIntervention | null,
+  prior: readonly ResponseRow[] = [],
 ): Promise<{ results: EvalResult[]; rows: ResponseRow[] }> {
   const c = ctx.config;
   const b = ctx.backend;
-  const { lambda, alpha, ablation, target } = applied.settings;
-  const hooks = interventionHooks(applied.intervention, applied.candidates.L);
-  const condition = alpha !== 0 ? 'ablated+actadd' : 'ablated';
-  // Baseline responses do not depend on the intervention: reuse them from responses.jsonl when they match.
-  const prior = readResponses(ctx.runDir);
+  const { lambda, alpha, ablation, target } = applied?.settings ?? {};
+  const hooks = applied ? interventionHooks(applied.intervention, applied.candidates.L) : undefined;
+  const conditions = applied ? ['baseline', alpha !== 0 ? 'ablated+actadd' : 'ablated'] : ['baseline'];
 
   const results: EvalResult[] = [];
   const rows: ResponseRow[] = [];
-  const total = evalSets.reduce((a, s) => a + s.prompts.length, 0) * 2;
+  const total = evalSets.reduce((a, s) => a + s.prompts.length, 0) * conditions.length;
   const p = ctx.progress('evaluating', total);
   let doneBefore = 0;
   for (const set of evalSets) {
     const ids = set.prompts.map((q) => b.encodePrompt(q));
-    for (const cond of ['baseline', condition]) {
+    for (const cond of conditions) {
       let texts: string[] | undefined;
       if (cond === 'baseline') {
+        // Baseline responses do not depend on the intervention: reuse earlier ones when they match.
         const old = prior.filter(
           (r) => r.dataset === set.name && r.condition === 'baseline' && r.max_new_tokens === c.maxNewTokens,
         );
@@ -79,8 +84,8 @@ export async function evaluateSets(
       }
       doneBefore += ids.length;
       p.cb(doneBefore, total);
-      const lam = cond === 'baseline' ? null : lambda;
-      const alp = cond === 'baseline' ? null : alpha;
+      const lam = cond === 'baseline' ? null : lambda!;
+      const alp = cond === 'baseline' ? null : alpha!;
       let refusals = 0;
       texts.forEach((t, j) => {
         const refusal = isRefusal(t, c.judgeSubstrings);

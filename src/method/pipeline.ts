@@ -6,14 +6,14 @@
 //   eval (evaluate.ts): greedy generation on evaluation sets, baseline and intervened, judged by substring matching
 // This module runs them. Inputs (flags, prompt sets, the run directory's model) are checked before any stage starts.
 // Each stage records its settings key, wall time and forward passes in run.json; a rerun skips stages whose key is
-// unchanged.
-import { existsSync, readdirSync, rmdirSync } from 'node:fs';
+// unchanged. It also evaluates a model alone (evaluateModel: the eval stage's baseline, with no run).
+import { existsSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ScalpelError } from '../errors.js';
 import { PassCounter, counted, type Backend } from './backend.js';
 import { validateConfig, type MethodConfig } from './config.js';
 import { loadEvalSets, sampleSets, type LoadedSet, type SampledSets } from './datasets.js';
-import { evaluateSets, writeEvalFiles, type EvalResult } from './evaluate.js';
+import { evaluateSets, readResponses, writeEvalFiles, type EvalResult } from './evaluate.js';
 import { extractCandidates } from './extract.js';
 import { interventionFromRun, validateSettings, type RunIntervention } from './intervention.js';
 import { selectCandidate } from './select.js';
@@ -104,6 +104,17 @@ export function stageKeys(c: MethodConfig, fingerprint: string, dataDir: string 
   return { extract, select, eval: evaluate };
 }
 
+/** A stage's progress over the caller's progress bars (none when the caller gave no factory). */
+function stageProgress(factory: ProgressFactory | undefined, label: string, total: number): StageProgress {
+  const bar = factory?.(label, total);
+  let n = 0;
+  return {
+    cb: (done, t) => bar?.update(done, t),
+    bump: () => bar?.update(++n, total),
+    stop: () => bar?.stop(),
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 
 class Runner {
@@ -160,13 +171,7 @@ class Runner {
   }
 
   progress(label: string, total: number): StageProgress {
-    const bar = this.o.progress?.(label, total);
-    let n = 0;
-    return {
-      cb: (done, t) => bar?.update(done, t),
-      bump: () => bar?.update(++n, total),
-      stop: () => bar?.stop(),
-    };
+    return stageProgress(this.o.progress, label, total);
   }
 
   /** Loads the model if need be, then starts the stage's clock and forward-pass count (model loading is not in them). */
@@ -231,7 +236,7 @@ class Runner {
     const iv =
       applied ?? (await interventionFromRun(this.o.runDir, { lambda: c.lambda, alpha: c.alpha, ablation: c.ablation }));
     const { ctx, t0 } = await this.startStage();
-    const { results, rows } = await evaluateSets(ctx, this.evalSets, iv);
+    const { results, rows } = await evaluateSets(ctx, this.evalSets, iv, readResponses(this.o.runDir));
     if (write) {
       await writeEvalFiles(this.o.runDir, results, rows);
       await this.finishStage('eval', t0);
@@ -349,4 +354,67 @@ export async function evaluateRun(
     return readJson<{ results: EvalResult[] }>(o.runDir, FILES.eval).results;
   }
   return await runner.evaluate(stock, applied);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A model alone: the baseline rows of the eval stage, with no run.
+
+export interface ModelEvalOptions {
+  /** Only the evaluation settings apply: evalDatasets, maxNewTokens, judgeSubstrings, system, column. */
+  config: MethodConfig;
+  dataDir?: string;
+  /** The model, or how to load it (called after the prompt sets and `outDir` are checked). */
+  backend: Backend | (() => Promise<Backend>);
+  /** Folder for responses.jsonl and eval.json (the run's file formats, but no run.json); nothing written without it. */
+  outDir?: string;
+  progress?: ProgressFactory;
+  log?: (line: string) => void;
+}
+
+/** The files a model evaluation writes: a folder holding only these is an earlier evaluation, which a new one replaces. */
+const MODEL_EVAL_FILES: readonly string[] = [FILES.eval, FILES.responses];
+
+/**
+ * `--out DIR` of a model evaluation: new, empty, or an earlier model evaluation. A run is refused because its
+ * eval.json belongs to its eval stage (run.json's key says which settings made it); any other folder because its
+ * files are not ours to mix with.
+ */
+function checkModelEvalDir(outDir: string): void {
+  if (!existsSync(outDir)) return;
+  if (!statSync(outDir).isDirectory()) throw new ScalpelError(`--out ${outDir}: exists and is not a directory`);
+  if (existsSync(join(outDir, FILES.run)))
+    throw new ScalpelError(
+      `--out ${outDir}: is a Scalpel run; evaluate it with --run, or choose a new directory for the model's evaluation`,
+    );
+  const foreign = readdirSync(outDir).filter((f) => !f.startsWith('.') && !MODEL_EVAL_FILES.includes(f));
+  if (foreign.length > 0)
+    throw new ScalpelError(
+      `--out ${outDir}: holds files other than eval.json and responses.jsonl (${foreign[0]}); choose an empty or new directory`,
+    );
+}
+
+/**
+ * `scalpel eval --model M`: the baseline rates of any model (a Hugging Face folder, a folder written by `scalpel
+ * bake`) on the evaluation sets, with no run. The same backend and judge as the eval stage, so a model's rows equal
+ * the baseline rows of `scalpel run` on the same sets and settings (a baked folder's equal the run's ablated rows).
+ * Baselines are always generated afresh: earlier responses in `outDir` may come from another model.
+ */
+export async function evaluateModel(o: ModelEvalOptions): Promise<EvalResult[]> {
+  validateConfig(o.config);
+  const evalSets = loadEvalSets(o.config, o.dataDir);
+  if (o.outDir !== undefined) checkModelEvalDir(o.outDir);
+  const log = o.log ?? (() => {});
+  const counter = new PassCounter();
+  const loaded = typeof o.backend === 'function' ? await o.backend() : o.backend;
+  const t0 = performance.now();
+  const ctx = {
+    config: o.config,
+    backend: counted(loaded, counter),
+    progress: (label: string, total: number) => stageProgress(o.progress, label, total),
+  };
+  const { results, rows } = await evaluateSets(ctx, evalSets, null);
+  if (o.outDir !== undefined) await writeEvalFiles(o.outDir, results, rows);
+  const s = counter.snapshot();
+  log(`eval: ${Math.round(performance.now() - t0) / 1000}s, ${s.forward_passes} forward passes`);
+  return results;
 }
