@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { evaluateRun } from '../../method/pipeline.js';
 import { runOptions } from '../config.js';
+import { fetchRunSets } from '../fetch.js';
 import { formatTable } from '../format.js';
 import { defineStageCommand, lambdaFlag, openRun, runDirOf, type CommonOpts } from '../options.js';
 
@@ -23,6 +24,7 @@ export function register(program: Command): void {
     // changed dial changes the select stage's key, so the run directory is left alone.
     const o = runOptions(cmd, opts, runDir, run.config, modelDir);
     const datasets = cmd.getOptionValueSource('dataset') === 'cli' ? (opts['dataset'] as string[]) : undefined;
+    await fetchRunSets(o, datasets ?? o.config.evalDatasets);
     const results = await evaluateRun(o, { run, lambda, datasets });
     if (opts.json) process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);
     else process.stdout.write(`${formatTable(results)}\n`);
