@@ -24,9 +24,10 @@ export function configSets(c: MethodConfig, withEval: boolean): string[] {
 /**
  * Downloads (once) the public sets among `refs` into the cache, for a command about to run the method. A data
  * directory (--data-dir, $SCALPEL_DATA or the run's own) wins and nothing is fetched, so offline use and CI stay
- * offline; built-in sets and prompt files need nothing.
+ * offline; built-in sets and prompt files need nothing. Takes only what it uses of RunOptions, so a command with no
+ * run directory (eval --model) can call it too.
  */
-export async function fetchRunSets(o: RunOptions, refs: string[]): Promise<void> {
+export async function fetchRunSets(o: Pick<RunOptions, 'dataDir' | 'progress' | 'log'>, refs: string[]): Promise<void> {
   if (o.dataDir !== undefined) return;
   const names = [...new Set(refs.map((r) => publicSetOf(r)?.name).filter((n) => n !== undefined))];
   if (names.length === 0) return;
