@@ -44,6 +44,8 @@ export { getKernels } from './engine/kernels/index.js';
 // The method: settings, the pipeline and its stages, interventions, baking.
 export { defaultConfig, type MethodConfig, validateConfig } from './method/config.js';
 export { DATASETS, type DatasetSpec, loadPromptSet } from './method/datasets.js';
+export { fetchDatasets, type FetchedFile } from './method/fetch.js';
+export { FILE_SOURCES, type FileSource, datasetCacheDir } from './method/sources.js';
 export type { Backend } from './method/backend.js';
 export { engineBackend, loadEngineBackend } from './method/engine-backend.js';
 export {

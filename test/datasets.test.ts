@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ScalpelError } from '../src/errors.js';
@@ -128,7 +129,15 @@ test('errors: unknown name, missing data dir, missing file', () => {
     () => loadPromptSet('no-such-set', DATA),
     one(/unknown dataset "no-such-set" \(known: harmful-train, /),
   );
-  assert.throws(() => loadPromptSet('harmful-train', undefined), one(/dataset harmful-train: needs a data directory/));
+  // Without a data directory a public set is read from the download cache: an empty one here.
+  const savedCache = process.env['SCALPEL_CACHE'];
+  process.env['SCALPEL_CACHE'] = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-empty-cache-'));
+  assert.throws(
+    () => loadPromptSet('harmful-train', undefined),
+    one(/dataset harmful-train: needs a data directory or a download \(run `scalpel datasets fetch harmful-train`/),
+  );
+  if (savedCache === undefined) delete process.env['SCALPEL_CACHE'];
+  else process.env['SCALPEL_CACHE'] = savedCache;
   assert.throws(() => loadPromptSet('./nope.csv', DATA), one(/\.\/nope\.csv: no such prompt file/));
   assert.throws(() => resolveDataDir('/no/such/dir'), one(/--data-dir \/no\/such\/dir: no such directory/));
   const saved = process.env['SCALPEL_DATA'];

@@ -10,6 +10,7 @@ import { resolveDataDir } from '../method/datasets.js';
 import { runPipeline, type RunOptions, type Stage } from '../method/pipeline.js';
 import { readRunJson } from '../method/rundir.js';
 import type { CommonOpts } from './options.js';
+import { configSets, fetchRunSets } from './fetch.js';
 import { logger, progressFactory } from './progress.js';
 
 function num(v: unknown, flag: string): number {
@@ -126,5 +127,6 @@ export function runOptions(
 export async function runStages(cmd: Command, opts: CommonOpts, runDir: string, stages: Stage[], useStored: boolean) {
   const stored = useStored ? readRunJson(resolve(runDir)) : null;
   const o = runOptions(cmd, opts, runDir, stored?.config, stored?.model.dir);
+  await fetchRunSets(o, configSets(o.config, stages.includes('eval')));
   return await runPipeline(o, stages);
 }

@@ -1,5 +1,6 @@
 // Prompt sets by name. Public sets are read in place from a data directory (--data-dir or $SCALPEL_DATA, laid out
-// as the raw/ folder of the shared dataset collection); the team-written built-in sets ship in data/prompts/.
+// as the raw/ folder of the shared dataset collection), else from the download cache that `scalpel datasets fetch`
+// fills (sources.ts pins where each file comes from); the team-written built-in sets ship in data/prompts/.
 // Anything that is not a known name is treated as a path to a user prompt file (src/io/prompts.ts). At the end: the
 // samples of them that the pipeline's stages work on.
 import { existsSync, readFileSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { ScalpelError } from '../errors.js';
 import { parseCsv, parsePrompts, readPromptFile } from '../io/prompts.js';
 import type { MethodConfig } from './config.js';
 import { sample, shuffled, mulberry32 } from '../rng.js';
+import { datasetCacheDir, fileSource, type FileSource } from './sources.js';
 
 export interface DatasetSpec {
   name: string;
@@ -170,6 +172,18 @@ export function findDataset(name: string): DatasetSpec | undefined {
   return DATASETS.find((d) => d.name === name);
 }
 
+/** The pinned public source of a set's file (undefined for built-in sets). */
+export function setSource(spec: DatasetSpec): FileSource | undefined {
+  return spec.builtin ? undefined : fileSource(spec.file);
+}
+
+/** The public set that a reference names ("name" or "name:N"); undefined for built-in sets and prompt files. */
+export function publicSetOf(ref: string): DatasetSpec | undefined {
+  const m = /^(.*):(\d+)$/.exec(ref);
+  const spec = findDataset(m && findDataset(m[1]!) ? m[1]! : ref);
+  return spec && !spec.builtin ? spec : undefined;
+}
+
 export interface LoadedSet {
   /** What the user asked for: a dataset name (maybe with :N) or a file path. */
   name: string;
@@ -188,10 +202,14 @@ function loadSpec(spec: DatasetSpec, dataDir: string | undefined): { prompts: st
     const path = join(builtinDir(), spec.file);
     return { prompts: sliceRows(readPromptFile(path), spec.slice), path };
   }
-  if (dataDir === undefined) {
-    throw new ScalpelError(`dataset ${spec.name}: needs a data directory (pass --data-dir DIR or set SCALPEL_DATA)`);
+  // Without a data directory the download cache stands in: it has the raw/ layout, and every file in it was
+  // checked against its pinned sha256 when it was fetched.
+  const path = join(dataDir ?? datasetCacheDir(), spec.file);
+  if (dataDir === undefined && !existsSync(path)) {
+    throw new ScalpelError(
+      `dataset ${spec.name}: needs a data directory or a download (run \`scalpel datasets fetch ${spec.name}\`, pass --data-dir DIR or set SCALPEL_DATA)`,
+    );
   }
-  const path = join(dataDir, spec.file);
   if (!existsSync(path))
     throw new ScalpelError(`dataset ${spec.name}: ${path} not found (is --data-dir the raw/ folder?)`);
   let prompts: string[];

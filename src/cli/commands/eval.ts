@@ -8,6 +8,7 @@ import { ScalpelError } from '../../errors.js';
 import { evaluateModel, evaluateRun, type EvalResult } from '../../method/pipeline.js';
 import { FILES } from '../../method/rundir.js';
 import { runOptions } from '../config.js';
+import { fetchRunSets } from '../fetch.js';
 import { formatTable } from '../format.js';
 import { defineStageCommand, lambdaFlag, openRun, runDirOf, type CommonOpts } from '../options.js';
 
@@ -67,6 +68,7 @@ export function register(program: Command): void {
       // runOptions wants a run directory; a model evaluation has none and uses only the model, settings and backend.
       const { config, dataDir, backend, progress, log } = runOptions(cmd, opts, opts.out ?? '.');
       if (datasets) config.evalDatasets = datasets;
+      await fetchRunSets({ dataDir, progress, log }, config.evalDatasets);
       const outDir = opts.out !== undefined ? resolve(opts.out) : undefined;
       const results = await evaluateModel({ config, dataDir, backend, progress, log, outDir });
       print(results, opts);
@@ -77,6 +79,7 @@ export function register(program: Command): void {
     // The run's configuration with the flags on top: λ, α and the ablation mode are dials on the chosen site. A
     // changed dial changes the select stage's key, so the run directory is left alone.
     const o = runOptions(cmd, opts, runDir, run.config, modelDir);
+    await fetchRunSets(o, datasets ?? o.config.evalDatasets);
     const results = await evaluateRun(o, { run, lambda, datasets });
     print(results, opts);
   });

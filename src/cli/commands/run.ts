@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { runPipeline } from '../../method/pipeline.js';
 import { runOptions } from '../config.js';
+import { configSets, fetchRunSets } from '../fetch.js';
 import { describeSelection, formatTable } from '../format.js';
 import { defineStageCommand, type CommonOpts } from '../options.js';
 
@@ -24,6 +25,7 @@ export function register(program: Command): void {
         .split(',')
         .map((s) => s.trim())
         .filter((s) => s !== '');
+    await fetchRunSets(o, configSets(o.config, true));
     const res = await runPipeline(o, ['extract', 'select', 'eval']);
     if (opts.json) {
       process.stdout.write(`${JSON.stringify({ results: res.results }, null, 2)}\n`);
