@@ -17,11 +17,11 @@ export function register(program: Command): void {
     ],
   });
   cmd.action(async (opts: CommonOpts) => {
-    const { runDir, run, modelDir } = openRun(runDirOf(opts, 'run'), opts.model);
+    const { runDir, run, modelDir } = await openRun(runDirOf(opts, 'run'), opts.model, opts.quiet);
     const lambda = lambdaFlag(opts['lambda'] as string | undefined);
     // The run's configuration with the flags on top: λ, α and the ablation mode are dials on the chosen site. A
     // changed dial changes the select stage's key, so the run directory is left alone.
-    const o = runOptions(cmd, opts, runDir, run.config, modelDir);
+    const o = await runOptions(cmd, opts, runDir, run.config, modelDir);
     const datasets = cmd.getOptionValueSource('dataset') === 'cli' ? (opts['dataset'] as string[]) : undefined;
     const results = await evaluateRun(o, { run, lambda, datasets });
     if (opts.json) process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);
