@@ -90,13 +90,17 @@ export const MODEL_HELP =
  */
 export async function resolveModelFlag(ref: string, quiet?: boolean): Promise<ResolvedModel> {
   let bar: Progress | undefined;
-  const mb = (bytes: number) => Math.round(bytes / 1e5) / 10;
+  // Whole units on the bar (the bar's total is at least 1): MB, or kB for a small model.
+  let unit = { name: 'MB', bytes: 1e6 };
   try {
     return await resolveModel(ref, {
       log: logger(quiet),
       onProgress: (done, total) => {
-        bar ??= progressFactory({ quiet })(`downloading ${ref} (MB)`, mb(total));
-        bar.update(mb(done), mb(total));
+        if (!bar) {
+          if (total < 1e7) unit = { name: 'kB', bytes: 1e3 };
+          bar = progressFactory({ quiet })(`downloading ${ref} (${unit.name})`, Math.round(total / unit.bytes));
+        }
+        bar.update(Math.round(done / unit.bytes), Math.round(total / unit.bytes));
       },
     });
   } finally {
