@@ -21,7 +21,8 @@ export function register(program: Command): void {
     const lambda = lambdaFlag(opts['lambda'] as string | undefined);
     // The run's configuration with the flags on top: λ, α and the ablation mode are dials on the chosen site. A
     // changed dial changes the select stage's key, so the run directory is left alone.
-    const o = await runOptions(cmd, opts, runDir, run.config, modelDir);
+    // The model is resolved already (a Hub id would be looked up twice).
+    const o = await runOptions(cmd, { ...opts, model: modelDir }, runDir, run.config);
     const datasets = cmd.getOptionValueSource('dataset') === 'cli' ? (opts['dataset'] as string[]) : undefined;
     const results = await evaluateRun(o, { run, lambda, datasets });
     if (opts.json) process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);
