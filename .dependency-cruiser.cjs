@@ -12,6 +12,11 @@ const LAYERS = [
     job: 'the error type, the tensor data types, seeded randomness',
   },
   { name: 'io', path: '^src/io/', job: 'bytes on disk; knows nothing of models' },
+  {
+    name: 'hub',
+    path: '^src/hub/',
+    job: 'model references → local folders: the Hugging Face Hub and its cache; knows nothing of model contents',
+  },
   { name: 'engine', path: '^src/engine/', job: 'the forward pass over ModelArgs and tensors, whoever built them' },
   { name: 'arch', path: '^src/arch/', job: 'per-architecture config.json → ModelArgs and tensor names' },
   { name: 'tokenizer', path: '^src/tokenizer/', job: 'text ↔ token ids and chat templates' },

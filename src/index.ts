@@ -5,6 +5,14 @@
 // Models: load a Hugging Face folder; its tokenizer and chat template.
 export { type LoadedModel, type LoadModelOptions, loadEngineModel, loadModel } from './model/load.js';
 export { readModelDir } from './model/files.js';
+// A model given as a folder or as a Hub repo id (org/name[@revision]), downloaded into the Hugging Face cache.
+export {
+  type HubSource,
+  hubSettings,
+  type ResolvedModel,
+  type ResolveOptions,
+  resolveModel,
+} from './hub/resolve.js';
 export { TextTokenizer } from './tokenizer/tokenizer.js';
 export { type ChatMessage, ChatTemplate, chatMessages, encodeChat, postInstructionSuffix } from './tokenizer/chat.js';
 export {

@@ -41,6 +41,10 @@ async function rewriteWeights(dir: string, edit: (tensors: Map<string, import('.
   await writeSafetensors(file, tensors);
 }
 
+test('--model that is neither a folder nor a Hub repo id', () => {
+  failsWith('no-such-folder', [], /^scalpel: no-such-folder: no such model folder, and not a Hugging Face repo id/);
+});
+
 test('missing config.json', () => {
   const dir = copyFixture('llama');
   fs.rmSync(path.join(dir, 'config.json'));

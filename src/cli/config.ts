@@ -9,8 +9,8 @@ import { defaultConfig, type MethodConfig, type RefusalTokenRule } from '../meth
 import { resolveDataDir } from '../method/datasets.js';
 import { runPipeline, type RunOptions, type Stage } from '../method/pipeline.js';
 import { readRunJson } from '../method/rundir.js';
-import type { CommonOpts } from './options.js';
 import { configSets, fetchRunSets } from './fetch.js';
+import { type CommonOpts, resolveModelFlag, storedModelRef } from './options.js';
 import { logger, progressFactory } from './progress.js';
 
 function num(v: unknown, flag: string): number {
@@ -98,25 +98,28 @@ export function batchSizeOf(opts: CommonOpts): number | undefined {
   return n;
 }
 
-export function runOptions(
+export async function runOptions(
   cmd: Command,
   opts: CommonOpts,
   runDir: string,
   stored?: Record<string, unknown>,
   storedModel?: string,
-): RunOptions {
-  const modelDir = opts.model ?? storedModel;
-  if (!modelDir) throw new ScalpelError('--model DIR is required');
+): Promise<RunOptions> {
+  const modelRef = opts.model ?? storedModel;
+  if (!modelRef) throw new ScalpelError('--model MODEL is required');
   const { config, dataDir } = buildConfig(cmd, opts, stored);
   const batchSize = batchSizeOf(opts);
+  // Flags are parsed (bad numbers refused) before a model is downloaded.
+  const { dir: modelDir, hub } = await resolveModelFlag(modelRef, opts.quiet);
   return {
     runDir: resolve(runDir),
-    modelDir: resolve(modelDir),
+    modelDir,
+    ...(hub ? { modelHub: hub } : {}),
     config,
     dataDir,
     backend: async () => {
       const { loadEngineBackend } = await import('../method/engine-backend.js');
-      return (await loadEngineBackend(resolve(modelDir), { batchSize, system: config.system })).backend;
+      return (await loadEngineBackend(modelDir, { batchSize, system: config.system })).backend;
     },
     progress: progressFactory({ quiet: opts.quiet }),
     log: logger(opts.quiet),
@@ -126,7 +129,7 @@ export function runOptions(
 
 export async function runStages(cmd: Command, opts: CommonOpts, runDir: string, stages: Stage[], useStored: boolean) {
   const stored = useStored ? readRunJson(resolve(runDir)) : null;
-  const o = runOptions(cmd, opts, runDir, stored?.config, stored?.model.dir);
+  const o = await runOptions(cmd, opts, runDir, stored?.config, stored ? storedModelRef(stored) : undefined);
   await fetchRunSets(o, configSets(o.config, stages.includes('eval')));
   return await runPipeline(o, stages);
 }

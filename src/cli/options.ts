@@ -1,10 +1,13 @@
 // The flags of the commands that run the method (run, extract, select, eval), each defined once here so their
 // names, defaults and help text cannot drift apart between commands.
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ScalpelError } from '../errors.js';
+import { type ResolvedModel, resolveModel } from '../hub/resolve.js';
 import { validateSettings } from '../method/intervention.js';
 import { checkSameModel, modelFingerprint, requireRunJson, type RunJson } from '../method/rundir.js';
+import { type Progress, logger, progressFactory } from './progress.js';
 
 export interface CommonOpts {
   model?: string;
@@ -77,6 +80,43 @@ function addMethodOptions(cmd: Command): Command {
 
 type RunDirFlag = 'out' | 'run';
 
+/** --model's help, the same in every command. */
+export const MODEL_HELP =
+  'Hugging Face model folder, or a Hub repo id org/name[@revision] (downloaded into the HF cache)';
+
+/**
+ * --model as a local folder: a path as given, or a Hub model (`org/name[@revision]`) fetched into the Hugging Face
+ * cache ($HF_ENDPOINT, $HF_TOKEN, $HF_HUB_CACHE, $HF_HUB_OFFLINE), with a progress bar while it downloads.
+ */
+export async function resolveModelFlag(ref: string, quiet?: boolean): Promise<ResolvedModel> {
+  let bar: Progress | undefined;
+  // Whole units on the bar (the bar's total is at least 1): MB, or kB for a small model.
+  let unit = { name: 'MB', bytes: 1e6 };
+  try {
+    return await resolveModel(ref, {
+      log: logger(quiet),
+      onProgress: (done, total) => {
+        if (!bar) {
+          if (total < 1e7) unit = { name: 'kB', bytes: 1e3 };
+          bar = progressFactory({ quiet })(`downloading ${ref} (${unit.name})`, Math.round(total / unit.bytes));
+        }
+        bar.update(Math.round(done / unit.bytes), Math.round(total / unit.bytes));
+      },
+    });
+  } finally {
+    bar?.stop();
+  }
+}
+
+/**
+ * The model a run was made with: its folder, or when that is gone (a cleared cache, another machine) and it came
+ * from the Hub, the same commit from the Hub again.
+ */
+export function storedModelRef(run: RunJson): string {
+  const hub = run.model.hub;
+  return !existsSync(run.model.dir) && hub ? `${hub.repo}@${hub.commit}` : run.model.dir;
+}
+
 /** Where a command keeps its run, and the help text its flag shows in that command's --help. */
 export interface RunDirOption {
   /**
@@ -103,9 +143,8 @@ export interface StageCommand {
 const otherFlag = (flag: RunDirFlag): RunDirFlag => (flag === 'out' ? 'run' : 'out');
 
 function addRunDirOptions(cmd: Command, runDir: RunDirOption): void {
-  const modelHelp = 'Hugging Face model directory';
-  if (runDir.flag === 'out') cmd.requiredOption('--model <dir>', modelHelp);
-  else cmd.option('--model <dir>', `${modelHelp} (${runDir.modelNote ?? "default: the run's"})`);
+  if (runDir.flag === 'out') cmd.requiredOption('--model <model>', MODEL_HELP);
+  else cmd.option('--model <model>', `${MODEL_HELP} (${runDir.modelNote ?? "default: the run's"})`);
   if (runDir.required) cmd.requiredOption(`--${runDir.flag} <dir>`, runDir.help);
   else cmd.option(`--${runDir.flag} <dir>`, runDir.help);
   if (runDir.alias) cmd.option(`--${otherFlag(runDir.flag)} <dir>`, `run directory (same as --${runDir.flag})`);
@@ -127,10 +166,14 @@ export function runDirOf(opts: CommonOpts, flag: RunDirFlag): string {
 }
 
 /** A finished run for a command that applies its intervention (eval, generate, bake), checked to belong to the model. */
-export function openRun(runFlag: string, modelFlag?: string): { runDir: string; run: RunJson; modelDir: string } {
+export async function openRun(
+  runFlag: string,
+  modelFlag?: string,
+  quiet?: boolean,
+): Promise<{ runDir: string; run: RunJson; modelDir: string }> {
   const runDir = resolve(runFlag);
   const run = requireRunJson(runDir);
-  const modelDir = resolve(modelFlag ?? run.model.dir);
+  const modelDir = (await resolveModelFlag(modelFlag ?? storedModelRef(run), quiet)).dir;
   checkSameModel(run, runDir, modelDir, modelFingerprint(modelDir));
   return { runDir, run, modelDir };
 }

@@ -47,6 +47,8 @@ export type ProgressFactory = (
 export interface RunOptions {
   runDir: string;
   modelDir: string;
+  /** Where modelDir came from when it is a Hub snapshot; a new run.json keeps it as model.hub. */
+  modelHub?: { repo: string; revision: string; commit: string };
   config: MethodConfig;
   dataDir?: string;
   /** The model, or how to load it (only called when some stage must compute). */
@@ -138,7 +140,7 @@ class Runner {
     this.log = o.log ?? (() => {});
     this.run = existing ?? {
       format: RUN_FORMAT,
-      model: { dir: resolve(o.modelDir), fingerprint },
+      model: { dir: resolve(o.modelDir), fingerprint, ...(o.modelHub ? { hub: o.modelHub } : {}) },
       config: {},
       seeds: { sample: o.config.seed, rng: 'mulberry32' },
       stages: {},

@@ -30,7 +30,15 @@ export interface StageRecord {
 
 export interface RunJson {
   format: string;
-  model: { dir: string; fingerprint: string; num_layers?: number; width?: number; vocab_size?: number };
+  model: {
+    dir: string;
+    fingerprint: string;
+    /** The Hub repository and commit, when dir is a snapshot in the Hugging Face cache. */
+    hub?: { repo: string; revision: string; commit: string };
+    num_layers?: number;
+    width?: number;
+    vocab_size?: number;
+  };
   config: Record<string, unknown>;
   seeds: { sample: number; rng: string };
   post_instruction_tokens?: { ids: number[]; text: string[] };

@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { bakeAblation, bakeableDirection } from '../../method/bake.js';
 import { interventionFromRun, inRunFile } from '../../method/intervention.js';
 import { FILES } from '../../method/rundir.js';
-import { lambdaFlag, openRun } from '../options.js';
+import { MODEL_HELP, lambdaFlag, openRun } from '../options.js';
 import { logger, progressFactory } from '../progress.js';
 
 interface BakeFlags {
@@ -24,11 +24,11 @@ export function register(program: Command): void {
     )
     .requiredOption('--run <dir>', 'run directory with a finished select stage')
     .requiredOption('--out <dir>', 'new model directory to write')
-    .option('--model <dir>', "the model the run was made with (default: the run's)")
+    .option('--model <model>', `the model the run was made with: ${MODEL_HELP} (default: the run's)`)
     .option('--lambda <x>', "partial orthogonalization strength λ in [0, 1] (default: the run's)")
     .option('--quiet', 'no progress bar or log lines')
     .action(async (flags: BakeFlags) => {
-      const { runDir, run, modelDir } = openRun(flags.run, flags.model);
+      const { runDir, run, modelDir } = await openRun(flags.run, flags.model, flags.quiet);
       // The run's ablation mode and α (bake has no flags for them, so errors name run.json's fields); λ may change.
       const request = { run, lambda: lambdaFlag(flags.lambda) };
       const { intervention, settings, selection: sel, chosen } = await interventionFromRun(runDir, request);

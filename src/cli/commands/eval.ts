@@ -66,7 +66,7 @@ export function register(program: Command): void {
             : '--run RUN is required, or --model MODEL to evaluate a model alone',
         );
       // runOptions wants a run directory; a model evaluation has none and uses only the model, settings and backend.
-      const { config, dataDir, backend, progress, log } = runOptions(cmd, opts, opts.out ?? '.');
+      const { config, dataDir, backend, progress, log } = await runOptions(cmd, opts, opts.out ?? '.');
       if (datasets) config.evalDatasets = datasets;
       await fetchRunSets({ dataDir, progress, log }, config.evalDatasets);
       const outDir = opts.out !== undefined ? resolve(opts.out) : undefined;
@@ -74,11 +74,12 @@ export function register(program: Command): void {
       print(results, opts);
       return;
     }
-    const { runDir, run, modelDir } = openRun(runDirOf(opts, 'run'), opts.model);
+    const { runDir, run, modelDir } = await openRun(runDirOf(opts, 'run'), opts.model, opts.quiet);
     const lambda = lambdaFlag(opts['lambda'] as string | undefined);
     // The run's configuration with the flags on top: λ, α and the ablation mode are dials on the chosen site. A
     // changed dial changes the select stage's key, so the run directory is left alone.
-    const o = runOptions(cmd, opts, runDir, run.config, modelDir);
+    // The model is resolved already (a Hub id would be looked up twice).
+    const o = await runOptions(cmd, { ...opts, model: modelDir }, runDir, run.config);
     await fetchRunSets(o, datasets ?? o.config.evalDatasets);
     const results = await evaluateRun(o, { run, lambda, datasets });
     print(results, opts);

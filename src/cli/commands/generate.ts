@@ -10,7 +10,7 @@ import { type SamplingParams, validateSampling } from '../../engine/sampling.js'
 import { TextStream } from '../../tokenizer/stream.js';
 import { chatMessages, encodeChat } from '../../tokenizer/chat.js';
 import { progressFactory } from '../progress.js';
-import { lambdaFlag, openRun } from '../options.js';
+import { MODEL_HELP, lambdaFlag, openRun, resolveModelFlag } from '../options.js';
 import { interventionFromRun, interventionHooks } from '../../method/intervention.js';
 import type { HookMap } from '../../engine/types.js';
 
@@ -57,10 +57,7 @@ export function register(program: Command): void {
   program
     .command('generate')
     .description('continue one prompt (greedy, or sampled with --temperature) with a Hugging Face model directory')
-    .option(
-      '--model <dir>',
-      "model directory (config.json, *.safetensors, tokenizer.json); with --run, default the run's",
-    )
+    .option('--model <model>', `${MODEL_HELP}; with --run, default the run's`)
     .option(
       '--run <dir>',
       "apply a finished run's intervention (its ablation, and activation addition if the run has α ≠ 0)",
@@ -87,15 +84,16 @@ export function register(program: Command): void {
       if (flags.lambda !== undefined && flags.run === undefined)
         throw new ScalpelError('--lambda: only with --run RUN');
       if (flags.model === undefined && flags.run === undefined)
-        throw new ScalpelError("required option '--model <dir>' not specified");
-      const fromRun = flags.run !== undefined ? openRun(flags.run, flags.model) : null;
+        throw new ScalpelError("required option '--model <model>' not specified");
+      const fromRun = flags.run !== undefined ? await openRun(flags.run, flags.model) : null;
       // The run's own ablation mode and α; λ from the flag, else the run's. Read before the weights, to fail fast.
       const applied = fromRun
         ? await interventionFromRun(fromRun.runDir, { run: fromRun.run, lambda: lambdaFlag(flags.lambda) })
         : null;
+      const modelDir = fromRun?.modelDir ?? (await resolveModelFlag(flags.model!)).dir;
       const bar = progressFactory()('loading weights (MB)', 1);
       const mb = (bytes: number) => Math.round(bytes / 1e6);
-      const { tokenizer, chat, model, eosTokenIds, dir } = await loadModel(fromRun?.modelDir ?? flags.model!, {
+      const { tokenizer, chat, model, eosTokenIds, dir } = await loadModel(modelDir, {
         onProgress: (done, total) => bar.update(mb(done), mb(total)),
       }).finally(() => bar.stop());
       const useChat = flags.chat === true || flags.system !== undefined;

@@ -19,7 +19,7 @@ export function register(program: Command): void {
   });
   cmd.action(async (opts: CommonOpts) => {
     if (cmd.getOptionValueSource('eval') === 'cli') opts['evalDatasets'] = opts['eval'];
-    const o = runOptions(cmd, opts, opts.out!);
+    const o = await runOptions(cmd, opts, opts.out!);
     if (typeof opts['eval'] === 'string')
       o.config.evalDatasets = String(opts['eval'])
         .split(',')
