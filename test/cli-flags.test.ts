@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readSafetensors, readSafetensorsHeader } from '../src/io/safetensors.js';
+import { BUILTIN_TEST } from '../src/method/datasets.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = path.join(root, 'bin', 'scalpel.js');
@@ -64,7 +65,8 @@ const vector = async (dir: string) => {
   return { meta: (await readSafetensorsHeader(file)).metadata!, t: await readSafetensors(file) };
 };
 
-// One reference: the whole pipeline in one command, default eval sets (the built-in test sets, 16 prompts each).
+// One reference: the whole pipeline in one command, default eval sets (the built-in test sets, BUILTIN_TEST prompts
+// each).
 const REF = path.join(tmp, 'ref');
 const ref = () => {
   if (!fs.existsSync(path.join(REF, 'eval.json'))) scalpel('run', '--model', MODEL, '--out', REF, ...SMALL, '--quiet');
@@ -94,7 +96,7 @@ test('scalpel extract alone, then select and eval on its run directory: the same
   assert.deepEqual(Object.keys(json(dir, 'run.json').stages), ['extract', 'select', 'eval']);
   assert.deepEqual(json(dir, 'eval.json'), json(ref(), 'eval.json'));
   assert.ok(bytes(dir, 'responses.jsonl').equals(bytes(ref(), 'responses.jsonl')), 'same responses');
-  assert.equal(responses(dir).length, 2 * 3 * 16);
+  assert.equal(responses(dir).length, 2 * 3 * BUILTIN_TEST);
 });
 
 test('select --lambda 0.5 re-selects with w − 0.5 (w·r / |r|²) r and invalidates the old eval', async () => {
@@ -238,6 +240,7 @@ test('--alpha 1: an actadd site is selected, and adding r makes the model refuse
     ['baseline', 'ablated+actadd'],
   );
   assert.equal(ev[1].alpha, 1);
-  assert.ok(refusals(dir, 'baseline') <= 2, `harmless requests answered at baseline (${refusals(dir, 'baseline')})`);
+  // The model refuses 13 of the 100 built-in harmless test prompts at baseline (README), so about 2 of these 16.
+  assert.ok(refusals(dir, 'baseline') <= 4, `harmless requests answered at baseline (${refusals(dir, 'baseline')})`);
   assert.ok(refusals(dir, 'ablated+actadd') >= 12, `refused with +r (${refusals(dir, 'ablated+actadd')} of 16)`);
 });

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { ScalpelError } from '../src/errors.js';
 import { DATASETS, builtinDir, loadPromptSet, resolveDataDir } from '../src/method/datasets.js';
 import { sampleSets } from '../src/method/pipeline.js';
-import { defaultConfig } from '../src/method/config.js';
+import { DEFAULTS, defaultConfig } from '../src/method/config.js';
+import { readPromptFile } from '../src/io/prompts.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DATA = path.resolve(root, '..', 'shared', 'datasets', 'raw');
@@ -75,41 +76,113 @@ test('the default sampling: 128 train and 32 val per set, seed 1, reproducible',
   assert.equal(overlap.length, 0);
 });
 
-test('built-in prompt sets: at least 64 original prompts each, distinct, split train/val/test', () => {
+test('built-in prompt sets: 128 train, 32 val and 100 test prompts each, distinct, in no other set', () => {
   const all = new Set<string>();
   for (const set of ['harmful', 'harmless', 'pseudo-harmful']) {
     const lines = fs
       .readFileSync(path.join(builtinDir(), `${set}.txt`), 'utf8')
       .split('\n')
       .filter((l) => l.trim() !== '');
-    assert.ok(lines.length >= 64, set);
-    assert.equal(new Set(lines).size, lines.length, `${set}: duplicates`);
+    assert.equal(new Set(lines.map(norm)).size, lines.length, `${set}: duplicates`);
     for (const l of lines) {
-      assert.ok(!all.has(l), `in two sets: ${l}`);
-      all.add(l);
+      assert.ok(!all.has(norm(l)), `in two sets: ${l}`);
+      all.add(norm(l));
     }
     const tr = loadPromptSet(`builtin-${set}-train`, undefined).prompts;
     const va = loadPromptSet(`builtin-${set}-val`, undefined).prompts;
     const te = loadPromptSet(`builtin-${set}-test`, undefined).prompts;
-    assert.equal(va.length, 16);
-    assert.equal(te.length, 16);
+    // A default run samples n_train and n_val prompts: it should get all it asks for, and the test figure should
+    // rest on enough prompts that one of them moves a rate by one point.
+    assert.equal(tr.length, DEFAULTS.nTrain, `${set}: train`);
+    assert.equal(va.length, DEFAULTS.nVal, `${set}: val`);
+    assert.equal(te.length, 100, `${set}: test`);
     assert.deepEqual([...tr, ...va, ...te], lines);
   }
-  // Distinct from the model organism's training prompts, when those exist.
+  // The small model's own team-written training prompts (tools/train_chat_model.py samples expansions of these
+  // templates; every expansion counts): neither the same prompt nor a near-duplicate, by the recipe's own rule.
   const org = path.join(root, 'tools', 'organism_prompts');
   if (fs.existsSync(org)) {
-    const theirs = new Set<string>();
+    const theirs: string[] = [];
     for (const f of fs.readdirSync(org, { recursive: true }) as string[]) {
       const p = path.join(org, f);
       if (!fs.statSync(p).isFile() || !f.endsWith('.txt')) continue;
       for (const l of fs.readFileSync(p, 'utf8').split('\n')) {
         if (l.trim() === '' || l.startsWith('#')) continue;
-        for (const e of expand(l.trim())) theirs.add(e.toLowerCase());
+        theirs.push(...expand(l.trim()));
       }
     }
-    for (const p of all) assert.ok(!theirs.has(p.toLowerCase()), `also an organism training prompt: ${p}`);
+    assert.ok(theirs.length > 1000);
+    assertDisjoint(all, theirs, 'an organism training prompt');
   }
 });
+
+// The public prompts the small model was trained on (tools/organism/data.py, load_training_prompts), and every
+// public set Scalpel names: the built-in sets must be new writing, so a built-in figure is not a figure on prompts
+// the model has seen, nor on a public benchmark in disguise.
+const ORGANISM_TRAINING_FILES: [string, string?][] = [
+  ['refusal_direction_splits/harmful_train.json', 'instruction'],
+  ['refusal_direction_splits/harmless_train.json', 'instruction'],
+  ['advbench/advbench.csv', 'goal'],
+  ['malicious_instruct/MaliciousInstruct.txt'],
+  ['tdc2023/tdc2023_dev_behaviors.json'],
+  ['tdc2023/tdc2023_test_behaviors.json'],
+  ['harmbench/harmbench_val.csv', 'Behavior'],
+  ['or-bench/or-bench-toxic.csv', 'prompt'],
+  ['false_refusal_mitigation_splits/or_bench_hard_train.json', 'instruction'],
+];
+
+test('built-in prompt sets: disjoint from the public prompts in ../shared/datasets/raw', {
+  skip: !haveData && 'no shared data',
+}, () => {
+  const ours = new Set<string>();
+  for (const set of ['harmful', 'harmless', 'pseudo-harmful'])
+    for (const split of ['train', 'val', 'test'])
+      for (const p of loadPromptSet(`builtin-${set}-${split}`, undefined).prompts) ours.add(norm(p));
+  const training = ORGANISM_TRAINING_FILES.flatMap(([f, column]) =>
+    readPromptFile(path.join(DATA, f), column === undefined ? {} : { column }),
+  );
+  assert.ok(training.length > 20_000);
+  assertDisjoint(ours, training, 'a public prompt the small model was trained on');
+  const named = DATASETS.filter((d) => !d.builtin).flatMap((d) => loadPromptSet(d.name, DATA).prompts);
+  assertDisjoint(ours, named, 'a public evaluation prompt');
+});
+
+/** Case, punctuation and spacing do not make a prompt new (the organism recipe's own normalisation). */
+function norm(p: string): string {
+  return p
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, ' ')
+    .trim();
+}
+
+/**
+ * No prompt of `ours` (normalised) equals one of `theirs` after normalising, nor shares ≥ 70% of its word set
+ * (Jaccard) with one: the near-duplicate rule the organism recipe holds its evaluation sets out with.
+ */
+function assertDisjoint(ours: Set<string>, theirs: string[], what: string): void {
+  const sets = theirs.map((t) => new Set(norm(t).split(' ')));
+  const index = new Map<string, number[]>();
+  sets.forEach((s, i) => {
+    for (const w of s) {
+      const list = index.get(w);
+      if (list) list.push(i);
+      else index.set(w, [i]);
+    }
+  });
+  const exact = new Set(theirs.map(norm));
+  for (const p of ours) {
+    assert.ok(!exact.has(p), `also ${what}: ${p}`);
+    const mine = new Set(p.split(' '));
+    // A near-duplicate holds at least 70% of our words, so one of any more than 30% of them: look up the rarest.
+    const rare = [...mine].sort((a, b) => (index.get(a)?.length ?? 0) - (index.get(b)?.length ?? 0));
+    const candidates = new Set(rare.slice(0, Math.floor(mine.size * 0.3) + 1).flatMap((w) => index.get(w) ?? []));
+    for (const i of candidates) {
+      const inter = [...mine].filter((w) => sets[i]!.has(w)).length;
+      const jaccard = inter / (mine.size + sets[i]!.size - inter);
+      assert.ok(jaccard < 0.7, `near-duplicate (Jaccard ${jaccard.toFixed(2)}) of ${what}: ${p} ~ ${theirs[i]}`);
+    }
+  }
+}
 
 /** Expands the organism's "{a|b}" alternatives into every sentence they stand for (capped). */
 function expand(line: string): string[] {

@@ -244,5 +244,5 @@ test('scalpel datasets lists names with sizes and sources', () => {
   const r = scalpel('datasets', '--data-dir', DATA);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /or-bench-hard-test\s+132\s+mainlp\/False-Refusal-Mitigation/);
-  assert.match(r.out, /builtin-pseudo-harmful-train\s+48\s/);
+  assert.match(r.out, /builtin-pseudo-harmful-train\s+128\s/);
 });

@@ -26,6 +26,11 @@ export interface DatasetSpec {
   builtin?: boolean;
 }
 
+// Built-in sets' val and test sizes: val is the default n_val; test is 100, enough that one prompt moves a rate by
+// one point, not six as with the 16 of the first sets.
+export const BUILTIN_VAL = 32;
+export const BUILTIN_TEST = 100;
+
 const RD = 'refusal_direction_splits';
 const FR = 'false_refusal_mitigation_splits';
 const SRC_A = 'andyrdt/refusal_direction @ 9d852fa (Arditi et al. splits)';
@@ -114,14 +119,16 @@ export const DATASETS: readonly DatasetSpec[] = [
     slice: [0, 200],
     source: 'first 200 of harmless-test (Alpaca, CC BY-NC 4.0)',
   },
-  // Team-written, original prompts shipped with Scalpel (data/prompts/). Splits by line: the last 16 lines are
-  // test, the 16 before them val, the rest train.
+  // Team-written, original prompts shipped with Scalpel (data/prompts/, described in its README.md). Splits by
+  // line: the last BUILTIN_TEST lines are test, the BUILTIN_VAL before them val, the rest (128, the default
+  // n_train, so a default run trains on all of them) train. The lines are in a seeded random order, so every split
+  // holds every style the sets were written in.
   ...(['harmful', 'harmless', 'pseudo-harmful'] as const).flatMap((set) => [
     {
       name: `builtin-${set}-train`,
       file: `${set}.txt`,
       column: '',
-      slice: [0, -32] as [number, number],
+      slice: [0, -(BUILTIN_VAL + BUILTIN_TEST)] as [number, number],
       source: 'Scalpel team (original)',
       builtin: true,
     },
@@ -129,7 +136,7 @@ export const DATASETS: readonly DatasetSpec[] = [
       name: `builtin-${set}-val`,
       file: `${set}.txt`,
       column: '',
-      slice: [-32, -16] as [number, number],
+      slice: [-(BUILTIN_VAL + BUILTIN_TEST), -BUILTIN_TEST] as [number, number],
       source: 'Scalpel team (original)',
       builtin: true,
     },
@@ -137,7 +144,7 @@ export const DATASETS: readonly DatasetSpec[] = [
       name: `builtin-${set}-test`,
       file: `${set}.txt`,
       column: '',
-      slice: [-16, undefined] as [number, undefined],
+      slice: [-BUILTIN_TEST, undefined] as [number, undefined],
       source: 'Scalpel team (original)',
       builtin: true,
     },
