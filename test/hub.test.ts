@@ -214,21 +214,38 @@ test('a dropped connection leaves blobs/{sha}.incomplete; the next call resumes 
     server.faults.length = 0;
   }
   const incomplete = path.join(folder(cache), 'blobs', `${sha256(file)}.incomplete`);
-  assert.equal(fs.statSync(incomplete).size, half);
+  // The server sent half before dropping; how much of it the client had taken in when the socket closed depends on
+  // timing (bytes still queued in the HTTP stack are lost with the connection), so the partial file holds at most half.
+  const kept = fs.statSync(incomplete).size;
+  assert.ok(kept <= half, `${kept} bytes kept of the ${half} sent`);
   assert.ok(
     !fs.existsSync(path.join(folder(cache), 'snapshots')),
     'nothing in snapshots/ before every file is verified',
   );
+  const got = await resolveModel(REPO, opts(cache));
+  assert.ok(fs.readFileSync(path.join(got.dir, 'model.safetensors')).equals(fs.readFileSync(file)));
+  assert.ok(!fs.existsSync(incomplete));
+});
+
+test('an interrupted download left in blobs/{sha}.incomplete is resumed with Range for the rest only', async () => {
+  // The partial file is laid down by hand, so the resume is checked at a known offset whatever the timing.
+  const cache = freshCache();
+  const file = path.join(LLAMA, 'model.safetensors');
+  const bytes = fs.readFileSync(file);
+  const at = Math.floor(bytes.length / 3);
+  const blobs = path.join(folder(cache), 'blobs');
+  fs.mkdirSync(blobs, { recursive: true });
+  fs.writeFileSync(path.join(blobs, `${sha256(file)}.incomplete`), bytes.subarray(0, at));
   const before = server.requests.length;
   const got = await resolveModel(REPO, opts(cache));
   const ranges = server.requests.slice(before).filter((r) => r.range);
   assert.deepEqual(
     ranges.map((r) => r.range),
-    [`bytes=${half}-`, `bytes=${half}-`],
+    [`bytes=${at}-`, `bytes=${at}-`],
     'the resolve URL and its redirect target were asked for the rest only',
   );
-  assert.ok(fs.readFileSync(path.join(got.dir, 'model.safetensors')).equals(fs.readFileSync(file)));
-  assert.ok(!fs.existsSync(incomplete));
+  assert.ok(fs.readFileSync(path.join(got.dir, 'model.safetensors')).equals(bytes));
+  assert.ok(!fs.existsSync(path.join(blobs, `${sha256(file)}.incomplete`)));
 });
 
 test('within one call, a dropped connection is resumed by a retry', async () => {
@@ -275,19 +292,21 @@ test('a corrupted body is refused with the checksum error; nothing of it is left
 
 test('a slow server: progress keeps moving, and a download longer than the timeout is not a stall', async () => {
   const cache = freshCache();
-  server.faults.push({ kind: 'slow', file: 'model.safetensors', chunk: 32 * 1024, delayMs: 25 });
+  // 43 pieces 60 ms apart (about 2.6 s) against a 1 s inactivity timeout: wide margins, as the server shares this
+  // process's event loop with the client.
+  server.faults.push({ kind: 'slow', file: 'model.safetensors', chunk: 16 * 1024, delayMs: 60 });
   const seen: { t: number; done: number }[] = [];
   const t0 = Date.now();
   try {
     await resolveModel(
       REPO,
-      opts(cache, { timeoutMs: 200, onProgress: (done) => seen.push({ t: Date.now() - t0, done }) }),
+      opts(cache, { timeoutMs: 1000, onProgress: (done) => seen.push({ t: Date.now() - t0, done }) }),
     );
   } finally {
     server.faults.length = 0;
   }
   const elapsed = Date.now() - t0;
-  assert.ok(elapsed > 400, `the slow file took ${elapsed} ms, longer than the 200 ms timeout`);
+  assert.ok(elapsed > 2000, `the slow file took ${elapsed} ms, longer than the 1 s timeout`);
   assert.ok(seen.length >= 20, `${seen.length} progress reports`);
   for (let i = 1; i < seen.length; i++) assert.ok(seen[i]!.done >= seen[i - 1]!.done);
   // No quiet half: reports arrive all through the download.
@@ -301,8 +320,8 @@ test('a stalled server times out with a clear error (SCALPEL_HUB_TIMEOUT_MS)', a
   const t0 = Date.now();
   try {
     await rejects(
-      resolveModel(REPO, opts(cache, { timeoutMs: 300, retries: 1 })),
-      /^test-org\/tiny-llama\/model\.safetensors: download failed \(no data for 0\.3 s after 4096 of 695144 bytes \(timeout\)\); run again to resume/,
+      resolveModel(REPO, opts(cache, { timeoutMs: 500, retries: 1 })),
+      /^test-org\/tiny-llama\/model\.safetensors: download failed \(no data for 0\.5 s after 4096 of 695144 bytes \(timeout\)\); run again to resume/,
     );
   } finally {
     server.faults.length = 0;
