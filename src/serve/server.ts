@@ -142,6 +142,7 @@ export function createServer(opts: ServeOptions): ScalpelServer {
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) abort.abort();
     });
+    if (reply.raw.destroyed) abort.abort(); // gone while the hooks were being built
     let handle: ReturnType<Scheduler['submit']>;
     try {
       handle = scheduler.submit({
