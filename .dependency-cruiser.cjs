@@ -22,6 +22,11 @@ const LAYERS = [
   { name: 'tokenizer', path: '^src/tokenizer/', job: 'text ↔ token ids and chat templates' },
   { name: 'model', path: '^src/model/', job: 'a model directory: files, weights and tokenizer put together' },
   { name: 'method', path: '^src/method/', job: 'the paper, over the Backend interface' },
+  {
+    name: 'serve',
+    path: '^src/serve/',
+    job: 'the OpenAI-compatible HTTP server over the scheduler and the method',
+  },
   { name: 'cli', path: '^src/cli/', job: 'the scalpel command, a thin shell over the method' },
   { name: 'library', path: '^src/index\\.ts$', job: 'the public API, the top: it may export from any layer' },
 ];

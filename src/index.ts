@@ -85,3 +85,6 @@ export { readSafetensors, readSafetensorsHeader, writeSafetensors } from './io/s
 export { writeFileAtomic } from './io/atomic.js';
 export type { Tensor, WeightDType } from './tensor.js';
 export { ScalpelError } from './errors.js';
+
+// The OpenAI-compatible server (`scalpel serve`).
+export { createServer, type ScalpelServer, type ServeOptions } from './serve/server.js';

@@ -154,3 +154,21 @@ test('scalpel eval without a run: flags that dial a run, or no --model, fail in 
   assert.deepEqual(fs.readdirSync(notRun), []);
   fs.rmSync(notRun, { recursive: true });
 });
+
+test('scalpel serve: bad flags fail in one line before loading the model or listening', () => {
+  const model = path.join(ROOT, 'test/fixtures/models/llama');
+  const cases: [string[], RegExp][] = [
+    [['--model', model, '--port', 'http'], /^scalpel: --port http: expected an integer ≥ 0$/],
+    [['--model', model, '--port', '70000'], /^scalpel: --port 70000: expected a port number ≤ 65535$/],
+    [['--model', model, '--max-sequences', '0'], /^scalpel: --max-sequences 0: expected an integer ≥ 1$/],
+    [['--model', model, '--max-queue', '-1'], /^scalpel: --max-queue -1: expected an integer ≥ 0$/],
+    [[], /^scalpel: required option '--model <model>' not specified$/],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = spawnSync(process.execPath, [BIN, 'serve', ...args], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.status, 1, `serve ${args.join(' ')}: ${r.stderr}`);
+    const lines = r.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
+    assert.match(lines[0]!, pattern);
+  }
+});
