@@ -253,9 +253,10 @@ test('serve: a client that leaves mid-stream frees its slot at once', async () =
   assert.equal(server.scheduler.running, 1);
   abort.abort();
   const t0 = Date.now();
-  while (server.scheduler.running > 0 && Date.now() - t0 < 2000) await new Promise((res) => setTimeout(res, 5));
+  while (server.scheduler.running > 0 && Date.now() - t0 < 5000) await new Promise((res) => setTimeout(res, 5));
   assert.equal(server.scheduler.running, 0, 'the aborted sequence left the batch');
-  assert.ok(Date.now() - t0 < 1000, `freed after ${Date.now() - t0} ms`);
+  // The 4,000-token answer would take many seconds more; a wide bound keeps a loaded machine from failing this.
+  assert.ok(Date.now() - t0 < 3000, `freed after ${Date.now() - t0} ms`);
 });
 
 test('serve: --api-key requires the bearer key on every route but /health', async () => {
