@@ -8,6 +8,7 @@ import * as select from './commands/select.js';
 import * as evaluate from './commands/eval.js';
 import * as datasets from './commands/datasets.js';
 import * as bake from './commands/bake.js';
+import * as chat from './commands/chat.js';
 
 const program = new Command('scalpel')
   .description('Remove false refusals from chat models by ablating a single direction, keeping true refusals.')
@@ -20,7 +21,7 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
-for (const command of [run, extract, select, evaluate, bake, generate, datasets]) command.register(program);
+for (const command of [run, extract, select, evaluate, bake, generate, chat, datasets]) command.register(program);
 
 try {
   await program.parseAsync(process.argv);
