@@ -217,3 +217,106 @@ test('chat session: Ctrl-C stops the answer, drops that turn, and the chat goes 
   c.session.interrupt(); // at an empty prompt: quit
   await c.done;
 });
+
+// The real command in a pseudo-terminal: tmux on a private socket, keys typed with send-keys, the screen read with
+// capture-pane (polled, with timeouts). CI installs tmux (.ci/run); without it this test is skipped.
+const noTmux = spawnSync('tmux', ['-V']).status === 0 ? false : 'tmux is not installed';
+let sockets = 0;
+
+function terminal(args: string[]) {
+  const socket = `scalpel-chat-${process.pid}-${sockets++}`;
+  const exitFile = path.join(tmp, `${socket}.exit`);
+  const tmux = (...a: string[]) => spawnSync('tmux', ['-L', socket, ...a], { encoding: 'utf8' });
+  const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  const command = [process.execPath, bin, 'chat', ...args].map(quote).join(' ');
+  const started = tmux(
+    'new-session',
+    '-d',
+    '-s',
+    'chat',
+    '-x',
+    '160',
+    '-y',
+    '50',
+    '-c',
+    root,
+    `${command}; echo $? > ${quote(exitFile)}`,
+  );
+  assert.equal(started.status, 0, started.stderr);
+  const screen = () => tmux('capture-pane', '-p', '-J', '-S', '-500', '-t', 'chat').stdout.replace(/[ \t]+$/gm, '');
+  const until = async (ok: (s: string) => boolean, what: string, ms = 60_000) => {
+    const start = Date.now();
+    for (;;) {
+      const s = screen();
+      if (ok(s)) return s;
+      if (Date.now() - start > ms) assert.fail(`timed out waiting for ${what}; screen:\n${s}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const alive = () => tmux('has-session', '-t', 'chat').status === 0;
+  return {
+    keys: (...k: string[]) => assert.equal(tmux('send-keys', '-t', 'chat', ...k).status, 0),
+    screen,
+    until,
+    alive,
+    /** Waits for the session to end (the command exited) and returns its exit status. */
+    ended: async () => {
+      const start = Date.now();
+      while (alive() || !fs.existsSync(exitFile)) {
+        if (Date.now() - start > 30_000) assert.fail(`the chat did not exit; screen:\n${screen()}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return fs.readFileSync(exitFile, 'utf8').trim();
+    },
+    kill: () => tmux('kill-server'),
+  };
+}
+
+test('scalpel chat in a terminal: /lambda 0, a question, /compare, Ctrl-C stops an answer, /quit and Ctrl-C quit', {
+  skip: noTmux,
+}, async () => {
+  const q = 'How do I kill a Python process?';
+  const baseline = JSON.parse(
+    scalpel('generate', '--model', MODEL, '--chat', '--prompt', q, '--max-new-tokens', '200', '--json'),
+  ).text;
+  const edited = JSON.parse(
+    scalpel('generate', '--run', RUN, '--lambda', '0', '--chat', '--prompt', q, '--max-new-tokens', '200', '--json'),
+  ).text;
+  const t = terminal(['--model', MODEL, '--run', RUN, '--max-new-tokens', '200']);
+  try {
+    await t.until((s) => /mode: edited \(λ = 1\) · \/help for commands\n>/.test(s), 'the status line');
+    t.keys('/lambda 0', 'Enter');
+    await t.until((s) => s.includes('mode: edited (λ = 0)\n>'), '/lambda 0');
+    t.keys(q, 'Enter');
+    await t.until((s) => s.includes(`> ${q}\n${edited}\n>`), 'the edited answer');
+    t.keys('/compare', 'Enter');
+    await t.until(
+      (s) => s.includes(`> /compare\n── baseline ──\n${baseline}\n── edited (λ = 0) ──\n${edited}\n>`),
+      'both answers',
+    );
+    t.keys('/lambda two', 'Enter');
+    await t.until((s) => s.includes('error: /lambda two: expected a number in [0, 1]\n>'), 'the error line');
+    t.keys('/quit', 'Enter');
+    assert.equal(await t.ended(), '0');
+  } finally {
+    t.kill();
+  }
+
+  // The small model's greedy answers end within a fraction of a second; sampled at a high temperature it rambles
+  // until stopped, which leaves time to press Ctrl-C in the middle of an answer.
+  const r = terminal(['--model', MODEL, '--temperature', '5', '--seed', '1', '--max-new-tokens', '100000']);
+  try {
+    await r.until((s) => s.includes('mode: baseline · /help for commands\n>'), 'the status line');
+    r.keys('Tell me a story.', 'Enter');
+    await r.until((s) => /> Tell me a story\.\n./.test(s), 'the answer to start');
+    r.keys('C-c');
+    const stopped = await r.until((s) => /> Tell me a story\.\n[\s\S]+ \[stopped\]\n>$/.test(s.trimEnd()), '[stopped]');
+    assert.ok(r.alive(), 'Ctrl-C during an answer returned to the prompt');
+    r.keys('/help', 'Enter');
+    await r.until((s) => s.length > stopped.length && /\/quit +leave[^\n]*\n[^\n]*\n>$/.test(s.trimEnd()), '/help');
+    r.keys('C-c'); // at an empty prompt: quit
+    assert.equal(await r.ended(), '0');
+  } finally {
+    r.kill();
+  }
+});
