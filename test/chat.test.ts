@@ -226,7 +226,10 @@ let sockets = 0;
 function terminal(args: string[]) {
   const socket = `scalpel-chat-${process.pid}-${sockets++}`;
   const exitFile = path.join(tmp, `${socket}.exit`);
-  const tmux = (...a: string[]) => spawnSync('tmux', ['-L', socket, ...a], { encoding: 'utf8' });
+  // The server's socket lives in the test's temporary folder (removed at the end), not in /tmp/tmux-UID.
+  const env: NodeJS.ProcessEnv = { ...process.env, TMUX_TMPDIR: tmp };
+  delete env['TMUX'];
+  const tmux = (...a: string[]) => spawnSync('tmux', ['-L', socket, ...a], { encoding: 'utf8', env });
   const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const command = [process.execPath, bin, 'chat', ...args].map(quote).join(' ');
   const started = tmux(
