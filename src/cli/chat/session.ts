@@ -77,7 +77,7 @@ export class ChatSession {
     this.lambda = opts.edit?.lambda ?? 1;
     this.mode = opts.edit ? { edited: true, lambda: this.lambda } : { edited: false };
     this.decode = (ids) => opts.tokenizer.decode(ids, { skipSpecialTokens: true });
-    this.scheduler = new Scheduler(opts.model, { maxSequences: 2, decode: this.decode });
+    this.scheduler = new Scheduler(opts.model, { maxSequences: 1, decode: this.decode });
     this.finished = new Promise((resolve) => {
       this.finish = resolve;
     });
