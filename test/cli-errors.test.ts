@@ -172,3 +172,31 @@ test('scalpel serve: bad flags fail in one line before loading the model or list
     assert.match(lines[0]!, pattern);
   }
 });
+
+test('scalpel chat: bad flags, no run, and a model without a chat template fail in one line', () => {
+  const model = path.join(ROOT, 'test/fixtures/models/llama');
+  const notRun = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-cli-err-'));
+  const plain = copyFixture('llama');
+  fs.rmSync(path.join(plain, 'chat_template.jinja'), { force: true });
+  const config = JSON.parse(fs.readFileSync(path.join(plain, 'tokenizer_config.json'), 'utf8'));
+  delete config.chat_template;
+  fs.writeFileSync(path.join(plain, 'tokenizer_config.json'), JSON.stringify(config));
+  const cases: [string[], RegExp][] = [
+    [['--model', model, '--max-new-tokens', '0'], /^scalpel: --max-new-tokens: expected a positive integer, got '0'$/],
+    [['--model', model, '--lambda', '0.5'], /^scalpel: --lambda: only with --run RUN$/],
+    [['--model', model, '--temperature', 'hot'], /^scalpel: --temperature hot: expected a number$/],
+    [[], /^scalpel: required option '--model <model>' not specified$/],
+    [['--run', notRun], /^scalpel: .*run\.json/],
+    [['--model', plain], /^scalpel: .*: no chat template .*use scalpel generate$/],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = spawnSync(process.execPath, [BIN, 'chat', ...args], { encoding: 'utf8', input: '' });
+    assert.equal(r.status, 1, `chat ${args.join(' ')}: ${r.stdout} ${r.stderr}`);
+    assert.equal(r.stdout, '');
+    const lines = r.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
+    assert.match(lines[0]!, pattern);
+  }
+  fs.rmSync(notRun, { recursive: true });
+  fs.rmSync(plain, { recursive: true });
+});

@@ -9,6 +9,7 @@ import * as evaluate from './commands/eval.js';
 import * as datasets from './commands/datasets.js';
 import * as bake from './commands/bake.js';
 import * as serve from './commands/serve.js';
+import * as chat from './commands/chat.js';
 
 const program = new Command('scalpel')
   .description('Remove false refusals from chat models by ablating a single direction, keeping true refusals.')
@@ -21,7 +22,8 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
-for (const command of [run, extract, select, evaluate, bake, generate, serve, datasets]) command.register(program);
+for (const command of [run, extract, select, evaluate, bake, generate, serve, chat, datasets])
+  command.register(program);
 
 try {
   await program.parseAsync(process.argv);

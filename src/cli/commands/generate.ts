@@ -16,7 +16,15 @@ import type { HookMap } from '../../engine/types.js';
 
 export const DEFAULT_MAX_NEW_TOKENS = 64;
 
-interface GenerateFlags {
+/** The sampling flags, shared with `scalpel chat`. */
+export interface SamplingFlags {
+  temperature?: string;
+  topP?: string;
+  topK?: string;
+  seed?: string;
+}
+
+interface GenerateFlags extends SamplingFlags {
   model?: string;
   run?: string;
   lambda?: string;
@@ -33,7 +41,7 @@ interface GenerateFlags {
 }
 
 /** A number flag, or undefined when absent; anything but a finite number is a one-line error. */
-function numberFlag(text: string | undefined, flag: string): number | undefined {
+export function numberFlag(text: string | undefined, flag: string): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
   if (text.trim() === '' || !Number.isFinite(n)) throw new ScalpelError(`--${flag} ${text}: expected a number`);
@@ -41,7 +49,7 @@ function numberFlag(text: string | undefined, flag: string): number | undefined 
 }
 
 /** --temperature, --top-p, --top-k and --seed as sampling settings (checked by the scheduler at submit). */
-function samplingFlags(flags: GenerateFlags): SamplingParams {
+export function samplingFlags(flags: SamplingFlags): SamplingParams {
   const sampling: SamplingParams = {
     temperature: numberFlag(flags.temperature, 'temperature') ?? 0,
     topP: numberFlag(flags.topP, 'top-p') ?? 1,
