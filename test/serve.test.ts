@@ -1,6 +1,6 @@
 // `scalpel serve` through the official openai client, in-process on port 0 with the committed small chat model and
 // a run made here on small samples of the built-in sets: chat and completions, whole and streamed; greedy answers
-// equal `scalpel generate` for the baseline and the edit; 32 concurrent requests with mixed edits each get exactly
+// equal `scalpel generate` for the baseline and the edit; 32 concurrent clients × 10 requests with mixed edits get exactly
 // the tokens they get alone; every bad request gets its 4xx in OpenAI's error shape and the server goes on; a client
 // that leaves mid-stream frees its slot; --api-key; 429 on a full queue; SIGTERM lets a request finish, exits 0.
 import { after, before, test } from 'node:test';
@@ -175,7 +175,7 @@ test('serve: greedy answers equal scalpel generate, baseline and edited (run def
   assert.notEqual(answers[0], answers[1], 'the edit changes this answer (else the test shows nothing)');
 });
 
-test('serve: 32 concurrent requests with mixed edits each give exactly their tokens alone', async () => {
+test('serve: 32 concurrent clients x 10 requests with mixed edits each give exactly their tokens alone', async () => {
   const variants: [string, Record<string, unknown>][] = [
     [`${NAME}:baseline`, {}],
     [NAME, {}],
@@ -187,15 +187,26 @@ test('serve: 32 concurrent requests with mixed edits each give exactly their tok
     return chatParams(`${PROMPTS[i % PROMPTS.length]!} (${i})`, model, { ...more, max_tokens: 12 });
   });
   const contentOf = (r: OpenAI.Chat.ChatCompletion) => [r.choices[0]!.message.content, r.usage!.completion_tokens];
-  const alone = [];
+  const alone: ReturnType<typeof contentOf>[] = [];
   for (const r of requests) alone.push(contentOf(await client.chat.completions.create(r)));
   let peak = 0;
   const probe = setInterval(() => {
     peak = Math.max(peak, server.scheduler.running);
   }, 1);
-  const together = await Promise.all(requests.map(async (r) => contentOf(await client.chat.completions.create(r))));
+  // 32 clients, each sending 10 requests one after another, so sequences keep joining and leaving the batch.
+  const pick = (c: number, k: number) => (c + 7 * k) % requests.length;
+  const together = await Promise.all(
+    Array.from({ length: 32 }, async (_, c) => {
+      const got = [];
+      for (let k = 0; k < 10; k++) got.push(contentOf(await client.chat.completions.create(requests[pick(c, k)]!)));
+      return got;
+    }),
+  );
   clearInterval(probe);
-  assert.deepEqual(together, alone);
+  assert.deepEqual(
+    together,
+    together.map((got, c) => got.map((_, k) => alone[pick(c, k)])),
+  );
   assert.ok(peak > 1, `requests ran together (peak batch ${peak})`);
 });
 
