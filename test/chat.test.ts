@@ -15,6 +15,7 @@ import type { HookMap } from '../src/engine/types.js';
 import { type ChatMessage, encodeChat } from '../src/tokenizer/chat.js';
 import { interventionFromRun, interventionHooks } from '../src/method/intervention.js';
 import { ChatSession } from '../src/cli/chat/session.js';
+import { makeSmallRun, runScalpel } from './support/cli.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = path.join(root, 'bin', 'scalpel.js');
@@ -25,30 +26,11 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-chat-'));
 const RUN = path.join(tmp, 'run');
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const scalpel = (...args: string[]) => {
-  const env = { ...process.env };
-  delete env['SCALPEL_DATA'];
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env, cwd: root });
-  assert.equal(r.status, 0, `scalpel ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-};
+const scalpel = (...args: string[]) => runScalpel(...args).out;
 
 let m: LoadedModel;
 before(async () => {
-  scalpel(
-    'run',
-    '--model',
-    MODEL,
-    '--out',
-    RUN,
-    '--n-train',
-    '16',
-    '--n-val',
-    '8',
-    '--max-new-tokens',
-    '16',
-    '--quiet',
-  );
+  makeSmallRun(RUN);
   m = await loadModel(MODEL);
 });
 

@@ -5,31 +5,22 @@
 // the vector, the stage records, and the evaluated refusals), not just the exit code.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readSafetensors, readSafetensorsHeader } from '../src/io/safetensors.js';
 import { BUILTIN_TEST } from '../src/method/datasets.js';
+import { ROOT, runScalpel, SMALL_RUN_FLAGS } from './support/cli.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const bin = path.join(root, 'bin', 'scalpel.js');
+const root = ROOT;
 const DATA = path.resolve(root, '..', 'shared', 'datasets', 'raw');
 const MODEL = path.join(root, 'models', 'scalpel-tiny-chat');
 const noData = fs.existsSync(DATA) ? false : `no shared data at ${DATA}`;
-// Small samples of the built-in prompt sets (no --data-dir): about a second per stage.
-const SMALL = ['--n-train', '16', '--n-val', '8', '--max-new-tokens', '16'];
+const SMALL = SMALL_RUN_FLAGS;
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-flags-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
-const scalpel = (...args: string[]) => {
-  const env = { ...process.env };
-  delete env['SCALPEL_DATA'];
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env, cwd: root });
-  assert.equal(r.status, 0, `scalpel ${args.join(' ')}: ${r.stderr}`);
-  return { out: r.stdout, err: r.stderr };
-};
+const scalpel = runScalpel;
 const json = (dir: string, f: string) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));
 const bytes = (dir: string, f: string) => fs.readFileSync(path.join(dir, f));
 interface Row {

@@ -5,7 +5,7 @@
 // that leaves mid-stream frees its slot; --api-key; 429 on a full queue; SIGTERM lets a request finish, exits 0.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -14,6 +14,7 @@ import OpenAI from 'openai';
 import { loadModel, type LoadedModel } from '../src/model/load.js';
 import { requireRunJson } from '../src/method/rundir.js';
 import { createServer, type ScalpelServer, type ServeOptions } from '../src/serve/server.js';
+import { makeSmallRun, runScalpel } from './support/cli.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = path.join(root, 'bin', 'scalpel.js');
@@ -22,11 +23,7 @@ const NAME = 'scalpel-tiny-chat';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-serve-'));
 const RUN = path.join(tmp, 'run');
 
-const scalpel = (...args: string[]) => {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', cwd: root });
-  assert.equal(r.status, 0, `scalpel ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-};
+const scalpel = (...args: string[]) => runScalpel(...args).out;
 
 let loaded: LoadedModel;
 let server: ScalpelServer;
@@ -48,20 +45,7 @@ async function start(opts: Partial<ServeOptions> = {}): Promise<{ server: Scalpe
 }
 
 before(async () => {
-  scalpel(
-    'run',
-    '--model',
-    MODEL,
-    '--out',
-    RUN,
-    '--n-train',
-    '16',
-    '--n-val',
-    '8',
-    '--max-new-tokens',
-    '16',
-    '--quiet',
-  );
+  makeSmallRun(RUN);
   loaded = await loadModel(MODEL);
   ({ server, base } = await start({ maxSequences: 32 }));
   client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused', maxRetries: 0 });

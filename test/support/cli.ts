@@ -1,0 +1,28 @@
+// What the CLI tests share: the repository's paths, running `scalpel` as a user would (a child process, from the
+// repository root, with no SCALPEL_DATA from the caller's environment), and the small run several tests start from.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root (tests run from dist/test/, two folders below it). */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const BIN = path.join(ROOT, 'bin', 'scalpel.js');
+export const TINY_CHAT = path.join(ROOT, 'models', 'scalpel-tiny-chat');
+
+/** Runs `scalpel ARGS…` and asserts it succeeded; returns what it printed. */
+export function runScalpel(...args: string[]): { out: string; err: string } {
+  const env = { ...process.env };
+  delete env['SCALPEL_DATA'];
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env, cwd: ROOT });
+  assert.equal(r.status, 0, `scalpel ${args.join(' ')}: ${r.stderr}`);
+  return { out: r.stdout, err: r.stderr };
+}
+
+/** Small samples of the built-in prompt sets (no --data-dir): about a second per stage. */
+export const SMALL_RUN_FLAGS = ['--n-train', '16', '--n-val', '8', '--max-new-tokens', '16'];
+
+/** `scalpel run` on the project's model with SMALL_RUN_FLAGS into `runDir`. */
+export function makeSmallRun(runDir: string): void {
+  runScalpel('run', '--model', TINY_CHAT, '--out', runDir, ...SMALL_RUN_FLAGS, '--quiet');
+}
