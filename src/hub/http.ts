@@ -75,7 +75,9 @@ export async function refusal(res: Response, what: string, repo: string, http: H
     );
   if (res.status === 429)
     return new ScalpelError(`${what}: ${http.endpoint} limits the request rate (HTTP 429); wait and run again`);
-  return new ScalpelError(`${what}: ${http.endpoint} answered HTTP ${res.status} ${res.statusText}; run again later`);
+  return new ScalpelError(
+    `${what}: ${http.endpoint} answered HTTP ${res.status} ${JSON.stringify(res.statusText)}; run again later`,
+  );
 }
 
 /**

@@ -23,6 +23,17 @@ import { downloadBlob } from './download.js';
 import { type HubHttp, HubUnreachable, apiFetch, isNetworkError, networkReason } from './http.js';
 
 export const DEFAULT_ENDPOINT = 'https://huggingface.co';
+/** A file name at the top of a repository: not empty, no folder part, no `.`/`..`, no control characters. */
+function isPlainName(name: string): boolean {
+  if (name === '' || name === '.' || name === '..') return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c < 32 || c === 127 || name[i] === '/' || name[i] === '\\') return false;
+  }
+  return true;
+}
+/** A git blob id (40 hex) or an LFS sha256 (64 hex), as the cache names its blobs. */
+const BLOB_ID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 export const DEFAULT_TIMEOUT_MS = 30_000;
 
 /** The files of a model besides its weights; each is fetched when the repository has it. */
@@ -144,7 +155,9 @@ async function listRepo(
       if (e.type !== 'file') continue;
       const sha256 = e.lfs?.oid;
       const etag = sha256 ?? e.oid;
-      if (!etag) continue;
+      // The listing comes from the server: its names become paths in the cache, so only plain top-level file names
+      // and hex blob ids are taken (a model needs nothing else; "../x" or an odd id is never written anywhere).
+      if (!etag || !isPlainName(e.path) || !BLOB_ID.test(etag)) continue;
       files.set(e.path, {
         path: e.path,
         size: e.lfs?.size ?? e.size,
@@ -233,7 +246,10 @@ async function download(
       throw new ScalpelError(`${what}/${INDEX}: field weight_map is missing, empty or not shard file names`);
     for (const shard of shards) {
       const f = files.get(shard);
-      if (!f) throw new ScalpelError(`${what}/${INDEX}: weight_map names shard ${shard}, which the repository lacks`);
+      if (!f)
+        throw new ScalpelError(
+          `${what}/${INDEX}: weight_map names shard ${JSON.stringify(shard)}, which the repository lacks`,
+        );
       wanted.push(f);
     }
   }
