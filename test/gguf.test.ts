@@ -17,7 +17,7 @@ import {
   readGgufTensor,
   writeGguf,
   type GgufTensor,
-} from '../bench/gguf.js';
+} from '../src/io/gguf.js';
 import { ScalpelError } from '../src/errors.js';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-gguf-'));

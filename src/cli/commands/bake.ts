@@ -2,15 +2,21 @@
 // ablation costs nothing at inference and the result loads anywhere a Hugging Face model does.
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { ScalpelError } from '../../errors.js';
 import { bakeAblation, bakeableDirection } from '../../method/bake.js';
 import { interventionFromRun, inRunFile } from '../../method/intervention.js';
 import { FILES } from '../../method/rundir.js';
 import { MODEL_HELP, lambdaFlag, openRun } from '../options.js';
 import { logger, progressFactory } from '../progress.js';
 
+/** What `--format` can write; each is an exact form of the same edit (W' = W − λ·ŵŵᵀW) for another engine. */
+export const BAKE_FORMATS = ['hf', 'gguf', 'peft-lora', 'gguf-lora', 'control-vector'] as const;
+export type BakeFormat = (typeof BAKE_FORMATS)[number];
+
 interface BakeFlags {
   run: string;
   out: string;
+  format: string;
   model?: string;
   lambda?: string;
   quiet?: boolean;
@@ -23,11 +29,21 @@ export function register(program: Command): void {
       "write a copy of the model with the run's chosen direction removed from its weights (no hooks needed at inference)",
     )
     .requiredOption('--run <dir>', 'run directory with a finished select stage')
-    .requiredOption('--out <dir>', 'new model directory to write')
+    .requiredOption('--out <path>', 'what to write: a model directory (hf), a .gguf file, or an adapter directory')
+    .option(
+      '--format <format>',
+      'hf (a Hugging Face model folder) | gguf (llama.cpp / Ollama) | peft-lora | gguf-lora | control-vector',
+      'hf',
+    )
     .option('--model <model>', `the model the run was made with: ${MODEL_HELP} (default: the run's)`)
     .option('--lambda <x>', "partial orthogonalization strength λ in [0, 1] (default: the run's)")
     .option('--quiet', 'no progress bar or log lines')
     .action(async (flags: BakeFlags) => {
+      if (!(BAKE_FORMATS as readonly string[]).includes(flags.format))
+        throw new ScalpelError(
+          `--format: expected one of ${BAKE_FORMATS.join(', ')}, got ${JSON.stringify(flags.format)}`,
+        );
+      if (flags.format !== 'hf') throw new ScalpelError(`--format ${flags.format}: not implemented yet (issue 13)`);
       const { runDir, run, modelDir } = await openRun(flags.run, flags.model, flags.quiet);
       // The run's ablation mode and α (bake has no flags for them, so errors name run.json's fields); λ may change.
       const request = { run, lambda: lambdaFlag(flags.lambda) };

@@ -1,7 +1,6 @@
 // GGUF v3, the single-file model format of llama.cpp: a writer, a reader of the header (metadata and tensor
 // directory, for checks and tests), and the mapping from a Hugging Face llama-family checkpoint (llama, qwen2) to
-// llama.cpp's tensor names and metadata keys. It lives in bench/ because the benchmark is its only user; it moves back
-// into src/io/ when an export command needs it.
+// llama.cpp's tensor names and metadata keys.
 //
 // Layout (all little-endian): "GGUF", u32 version, u64 tensor count, u64 metadata count; the metadata as
 // (string key, u32 value type, value); the tensor directory as (string name, u32 n_dims, u64 dims innermost first,
@@ -9,10 +8,10 @@
 // starting on a multiple of the alignment. Strings are u64 byte length + UTF-8 bytes.
 import * as fs from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import type { WeightDType } from '../src/tensor.js';
-import { ScalpelError, check } from '../src/errors.js';
-import { withAtomicFile, writeAll } from '../src/io/atomic.js';
-import { bf16ToF32, f16ToF32 } from '../src/io/dtype.js';
+import type { WeightDType } from '../tensor.js';
+import { ScalpelError, check } from '../errors.js';
+import { withAtomicFile, writeAll } from '../io/atomic.js';
+import { bf16ToF32, f16ToF32 } from '../io/dtype.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 export const GGUF_VERSION = 3;
