@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ScalpelError } from '../errors.js';
 import { readPromptFile } from '../io/prompts.js';
-import { defaultConfig, type MethodConfig, type RefusalTokenRule } from '../method/config.js';
+import { defaultConfig, type MethodConfig, PAPER_OVERRIDES, type RefusalTokenRule } from '../method/config.js';
 import { resolveDataDir } from '../method/datasets.js';
 import { runPipeline, type RunOptions, type Stage } from '../method/pipeline.js';
 import { readRunJson } from '../method/rundir.js';
@@ -29,6 +29,13 @@ function parseRefusalTokens(v: string): RefusalTokenRule {
     .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
 }
 
+/** --sampler: Scalpel's own (stored as no field, so runs made before the flag keep their keys) or CPython's. */
+function parseSampler(v: unknown, flag: string): MethodConfig['sampler'] {
+  if (v === 'mulberry32') return undefined;
+  if (v === 'python') return 'python';
+  throw new ScalpelError(`--${flag} ${String(v)}: expected mulberry32 or python`);
+}
+
 const FLAG_FIELDS: [string, keyof MethodConfig, (v: unknown, flag: string) => unknown][] = [
   ['harmfulTrain', 'harmfulTrain', String],
   ['harmfulVal', 'harmfulVal', String],
@@ -41,6 +48,7 @@ const FLAG_FIELDS: [string, keyof MethodConfig, (v: unknown, flag: string) => un
   ['nTrain', 'nTrain', num],
   ['nVal', 'nVal', num],
   ['seed', 'seed', num],
+  ['sampler', 'sampler', parseSampler],
   ['probeTokens', 'probeTokens', num],
   ['refusalTokens', 'refusalTokens', (v) => parseRefusalTokens(String(v))],
   ['filter', 'filter', Boolean],
@@ -51,6 +59,7 @@ const FLAG_FIELDS: [string, keyof MethodConfig, (v: unknown, flag: string) => un
   ['klThreshold', 'klThreshold', num],
   ['trueKlThreshold', 'trueKlThreshold', num],
   ['induceThreshold', 'induceThreshold', num],
+  ['induceFilter', 'induceFilter', Boolean],
   ['prune', 'prunePercent', num],
   ['alpha', 'alpha', num],
   ['actaddKlThreshold', 'actaddKlThreshold', num],
@@ -81,8 +90,8 @@ export function buildConfig(
       if (k !== 'dataDir' && v !== null && k in config) (config as Record<string, unknown>)[k] = v;
     if (stored['column'] !== null && stored['column'] !== undefined) config.column = stored['column'] as string;
     if (stored['system'] !== null && stored['system'] !== undefined) config.system = stored['system'] as string;
-    if (explicit('paper') && opts['paper'])
-      Object.assign(config, { harmGuard: false, ablation: 'zero', refusalTokens: 'paper' });
+    if (stored['sampler'] === 'python') config.sampler = 'python';
+    if (explicit('paper') && opts['paper']) Object.assign(config, PAPER_OVERRIDES);
   }
   for (const [opt, field, parse] of FLAG_FIELDS) {
     if (explicit(opt)) (config as Record<string, unknown>)[field] = parse(opts[opt], kebab(opt));

@@ -30,7 +30,7 @@ function addMethodOptions(cmd: Command): Command {
     )
     .option(
       '--paper',
-      'the paper code\'s defaults: no harm guard, zero ablation, refusal tokens from the responses "I"/"As"',
+      'the paper code\'s defaults: no harm guard, zero ablation, refusal tokens from the responses "I"/"As", its prompt sampler',
     )
     .option('--harmful-train <set>', 'harmful training prompts: a dataset name or a prompt file')
     .option('--harmful-val <set>', 'harmful validation prompts (harm guard, --target true)')
@@ -41,7 +41,11 @@ function addMethodOptions(cmd: Command): Command {
     .option('--column <name>', 'CSV column / JSON field holding the prompt in user prompt files')
     .option('--n-train <n>', 'prompts sampled from each training set (default 128)')
     .option('--n-val <n>', 'prompts sampled from each validation set (default 32)')
-    .option('--seed <n>', 'seed of the sampling RNG, mulberry32 (default 1)')
+    .option('--seed <n>', 'seed of the sampling RNG (default 1)')
+    .option(
+      '--sampler <rng>',
+      '"mulberry32" (default) or "python": CPython\'s random.seed + random.sample in the paper code\'s order (--paper sets it)',
+    )
     .option(
       '--refusal-tokens <list>',
       '"auto" (default: first tokens of the model\'s refusals to harmful and pseudo-harmful prompts), "auto-harmful" (harmful only), "paper", or a comma list of token ids / response starts',
@@ -68,6 +72,7 @@ function addMethodOptions(cmd: Command): Command {
       '--induce-threshold <x>',
       '--target true: adding r must raise the harmless-val refusal score above this (default 0)',
     )
+    .option('--no-induce-filter', "--target true: skip the induce rule, as the paper's released code does (--paper)")
     .option('--alpha <x>', 'also add α·r of a selected true-refusal candidate at its layer (default 0: off)')
     .option('--actadd-kl-threshold <x>', 'KL threshold when selecting the actadd vector (default 2)')
     .option('--max-new-tokens <n>', 'tokens generated per evaluation prompt (default 64)')

@@ -25,6 +25,12 @@ export interface MethodConfig {
   nTrain: number;
   nVal: number;
   seed: number;
+  /**
+   * How prompts are sampled from each set. Absent: Scalpel's own (mulberry32, train and val from one shuffle when they
+   * share a source). 'python': the paper code's draw: CPython's random.seed(seed), then random.sample for
+   * pseudo-harmful, harmless, harmful training sets and then the same three validation sets, from one generator.
+   */
+  sampler?: 'python';
   refusalTokens: RefusalTokenRule;
   /** Tokens generated per probed training prompt to find the model's refusals (refusalTokens 'auto*'). */
   probeTokens: number;
@@ -42,6 +48,8 @@ export interface MethodConfig {
   /** --target true: KL threshold and the induce-refusal threshold of Arditi et al. */
   trueKlThreshold: number;
   induceThreshold: number;
+  /** --target true: apply the induce rule at all (Arditi et al. do; the false-refusal paper's released code does not). */
+  induceFilter: boolean;
   /** Activation addition coefficient (0 = off) and its KL threshold in selection. */
   alpha: number;
   actaddKlThreshold: number;
@@ -95,14 +103,21 @@ export const DEFAULTS: Omit<MethodConfig, keyof typeof PAPER_SETS> = {
   harmGuard: true,
   trueKlThreshold: 0.1,
   induceThreshold: 0,
+  induceFilter: true,
   alpha: INTERVENTION_DEFAULTS.alpha,
   actaddKlThreshold: 2,
   maxNewTokens: 64,
   judgeSubstrings: [...DEFAULT_REFUSAL_SUBSTRINGS],
 };
 
-/** --paper: the paper code's choices (no harmful guard, zero ablation, its refusal-token rule). */
-export const PAPER_OVERRIDES: Partial<MethodConfig> = { harmGuard: false, ablation: 'zero', refusalTokens: 'paper' };
+/** --paper: the paper code's choices (no harmful guard, zero ablation, its refusal-token rule, its sampler, no induce rule). */
+export const PAPER_OVERRIDES: Partial<MethodConfig> = {
+  harmGuard: false,
+  ablation: 'zero',
+  refusalTokens: 'paper',
+  sampler: 'python',
+  induceFilter: false,
+};
 
 /** Full defaults: public datasets when a data directory is known, the built-in prompt sets otherwise. */
 export function defaultConfig(haveDataDir: boolean, paper = false): MethodConfig {
@@ -121,6 +136,8 @@ export function validateConfig(c: MethodConfig): void {
   int(c.nTrain, 'n-train', 1);
   int(c.nVal, 'n-val', 1);
   int(c.seed, 'seed', 0);
+  if (c.sampler !== undefined && c.sampler !== 'python')
+    throw new ScalpelError(`--sampler ${String(c.sampler)}: expected mulberry32 or python`);
   int(c.probeTokens, 'probe-tokens', 1);
   int(c.maxNewTokens, 'max-new-tokens', 1);
   validateSettings({ lambda: c.lambda });

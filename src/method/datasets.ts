@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { ScalpelError } from '../errors.js';
 import { parseCsv, parsePrompts, readPromptFile } from '../io/prompts.js';
 import type { MethodConfig } from './config.js';
-import { sample, shuffled, mulberry32 } from '../rng.js';
+import { PythonRandom, sample, shuffled, mulberry32 } from '../rng.js';
 import { datasetCacheDir, fileSource, type FileSource } from './sources.js';
 
 export interface DatasetSpec {
@@ -286,6 +286,7 @@ export interface SampledSets {
  * mulberry32(seed). When a training and a validation set are the same source they are split without overlap.
  */
 export function sampleSets(c: MethodConfig, dataDir: string | undefined): SampledSets {
+  if (c.sampler === 'python') return samplePaperOrder(c, dataDir);
   const out = {} as SampledSets['sets'];
   for (const [train, val] of [
     ['harmfulTrain', 'harmfulVal'],
@@ -303,6 +304,24 @@ export function sampleSets(c: MethodConfig, dataDir: string | undefined): Sample
       out[train] = { loaded: lt, prompts: sample(lt.prompts, c.nTrain, c.seed) };
       out[val] = { loaded: lv, prompts: sample(lv.prompts, c.nVal, c.seed) };
     }
+  }
+  return { sets: out };
+}
+
+/**
+ * The paper code's draw: one CPython generator seeded with `seed`, then random.sample(set, n) for the pseudo-harmful,
+ * harmless and harmful training sets and then their validation sets, in that order. Each set is sampled on its own,
+ * as the paper's split files are (a training and validation set of one source may overlap here). A set smaller than
+ * n is taken whole, in sampled order, where CPython would refuse.
+ */
+function samplePaperOrder(c: MethodConfig, dataDir: string | undefined): SampledSets {
+  const rng = new PythonRandom(c.seed);
+  const out = {} as SampledSets['sets'];
+  const order = ['pseudoTrain', 'harmlessTrain', 'harmfulTrain', 'pseudoVal', 'harmlessVal', 'harmfulVal'] as const;
+  for (const key of order) {
+    const loaded = loadPromptSet(c[key], dataDir, c.column);
+    const n = key.endsWith('Train') ? c.nTrain : c.nVal;
+    out[key] = { loaded, prompts: rng.sample(loaded.prompts, Math.min(n, loaded.prompts.length)) };
   }
   return { sets: out };
 }

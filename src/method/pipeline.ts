@@ -99,9 +99,21 @@ function pick(c: MethodConfig, fields: readonly (keyof MethodConfig)[]): Record<
   return o;
 }
 
+const samplerName = (c: MethodConfig) => (c.sampler === 'python' ? 'cpython-random' : 'mulberry32');
+
 export function stageKeys(c: MethodConfig, fingerprint: string, dataDir: string | undefined): Record<Stage, string> {
-  const extract = JSON.stringify({ model: fingerprint, dataDir: dataDir ?? null, ...pick(c, EXTRACT_FIELDS) });
-  const select = JSON.stringify({ extract, ...pick(c, SELECT_FIELDS) });
+  // The sampler joins the key only when it is not the default, so runs made before it existed keep their stages.
+  const extract = JSON.stringify({
+    model: fingerprint,
+    dataDir: dataDir ?? null,
+    ...pick(c, EXTRACT_FIELDS),
+    ...(c.sampler ? { sampler: c.sampler } : {}),
+  });
+  const select = JSON.stringify({
+    extract,
+    ...pick(c, SELECT_FIELDS),
+    ...(c.induceFilter === false ? { induceFilter: false } : {}),
+  });
   const evaluate = JSON.stringify({ select, ...pick(c, EVAL_FIELDS) });
   return { extract, select, eval: evaluate };
 }
@@ -142,11 +154,11 @@ class Runner {
       format: RUN_FORMAT,
       model: { dir: resolve(o.modelDir), fingerprint, ...(o.modelHub ? { hub: o.modelHub } : {}) },
       config: {},
-      seeds: { sample: o.config.seed, rng: 'mulberry32' },
+      seeds: { sample: o.config.seed, rng: samplerName(o.config) },
       stages: {},
     };
     this.run.config = { ...o.config, dataDir: o.dataDir ?? null };
-    this.run.seeds = { sample: o.config.seed, rng: 'mulberry32' };
+    this.run.seeds = { sample: o.config.seed, rng: samplerName(o.config) };
   }
 
   async backend(): Promise<Backend> {

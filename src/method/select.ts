@@ -121,7 +121,7 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
       else {
         const add = hooksFor({ kind: 'add', add: candidateActAdd(cand, { positionIndex: s.i, layer: s.l }, 1) });
         s.row.steering_score = await meanScore(harmless, add);
-        if (s.row.steering_score <= c.induceThreshold)
+        if (c.induceFilter && s.row.steering_score <= c.induceThreshold)
           s.row.rejected = `steering score ${fmt(s.row.steering_score)} ≤ ${c.induceThreshold} (adding r does not induce refusal)`;
         else s.row.harmful_score = await meanScore(harmful, hooks);
       }
@@ -148,7 +148,7 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
           }
         : {
             kl_threshold: c.trueKlThreshold,
-            induce_threshold: c.induceThreshold,
+            induce_threshold: c.induceFilter ? c.induceThreshold : 'off (--no-induce-filter)',
             prune_from_layer: floorLayer,
             pick: 'lowest harmful val refusal score',
           },
