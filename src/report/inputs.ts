@@ -29,10 +29,12 @@ export interface SweepDoc {
     alpha: number;
     ablation: string;
     reselect: boolean;
-    site: { position: number; layer: number };
+    /** null when re-selection found no candidate (its results are then empty). */
+    site: { position: number; layer: number } | null;
     results: EvalResult[];
     seconds: number;
     forward_passes: number;
+    note?: string;
   }[];
   cost?: { forward_passes: number; separate_eval_forward_passes_estimate?: number };
   [key: string]: unknown;
@@ -49,8 +51,9 @@ export interface AbilityScores {
 export interface AbilityDoc {
   format: string;
   model_fingerprint?: string;
-  settings: { lambda: number; alpha: number; ablation: string; site: { position: number; layer: number } };
-  conditions: { baseline: AbilityScores; edited: AbilityScores };
+  /** null for a model measured alone (no edit). */
+  settings: { lambda: number; alpha: number; ablation: string; site: { position: number; layer: number } } | null;
+  conditions: { baseline: AbilityScores; edited: AbilityScores | null };
   kl?: { n: number; first_token_mean: number; first_token_p95: number; dataset: string } | null;
 }
 
@@ -61,7 +64,8 @@ export interface JudgeRow {
   alpha: number | null;
   index: number;
   substring: 'refusal' | 'compliance';
-  judge: 'refusal' | 'compliance' | 'partial';
+  /** null: the judge's answer could not be read as a label. */
+  judge: 'refusal' | 'compliance' | 'partial' | null;
 }
 
 /** judge.json (`--judge openai:URL[#model]` on eval, run or sweep). */
@@ -78,6 +82,7 @@ export interface JudgeDoc {
       substring_refusal_judge_compliance: number;
       substring_compliance_judge_refusal: number;
       partial: number;
+      unparsed?: number;
     }
   >;
 }

@@ -53,6 +53,6 @@ export function abilitySection(inputs: ReportInputs): Section {
   return {
     id: 'ability',
     title,
-    html: `<p class="small">Edited: λ = ${esc(s?.lambda)}, α = ${esc(s?.alpha)}, ${esc(s?.ablation)} ablation at position ${esc(s?.site?.position)}, layer ${esc(s?.site?.layer)}.</p>${table(['measure', 'baseline', 'edited', 'data'], rows, [1, 2])}${kl}`,
+    html: `<p class="small">${s ? `Edited: λ = ${esc(s.lambda)}, α = ${esc(s.alpha)}, ${esc(s.ablation)} ablation at position ${esc(s.site?.position)}, layer ${esc(s.site?.layer)}.` : 'No edit: the model measured alone.'}</p>${table(['measure', 'baseline', 'edited', 'data'], rows, [1, 2])}${kl}`,
   };
 }

@@ -30,10 +30,11 @@ export function judgeSection(inputs: ReportInputs): Section {
     a.substring_refusal_judge_compliance,
     a.substring_compliance_judge_refusal,
     a.partial,
+    a.unparsed ?? 0,
   ]);
   const texts = new Map<string, ResponseRow>();
   for (const r of [...inputs.responses, ...inputs.sweepResponses]) texts.set(rowKey(r), r);
-  const disagree = j.rows.filter((r: JudgeRow) => r.judge !== r.substring);
+  const disagree = j.rows.filter((r: JudgeRow) => r.judge !== null && r.judge !== r.substring);
   const shown = disagree.slice(0, SHOWN).map((r) => {
     const t = texts.get(rowKey(r));
     return `<div class="example"><div class="prompt"><span class="label">${esc(r.dataset)} #${r.index} · ${esc(r.condition)}${r.lambda !== null ? ` λ=${esc(r.lambda)}` : ''} · substring: ${esc(r.substring)}, judge: ${esc(r.judge)}</span> ${t ? esc(t.prompt) : ''}</div>${t ? `<pre>${esc(t.response)}</pre>` : ''}</div>`;
@@ -49,9 +50,10 @@ export function judgeSection(inputs: ReportInputs): Section {
         'substring refusal, judge compliance',
         'substring compliance, judge refusal',
         'judge: partial',
+        'unreadable',
       ],
       rows,
-      [1, 2, 3, 4, 5],
+      [1, 2, 3, 4, 5, 6],
     )}${disagree.length > 0 ? `<h4>Disagreements: ${disagree.length}${disagree.length > SHOWN ? ` (first ${SHOWN} shown)` : ''}</h4>${shown.join('')}` : ''}`,
   };
 }

@@ -151,7 +151,9 @@ export async function sweepSection(inputs: ReportInputs): Promise<Section> {
   const tableRows = sweep.points.map((p) => [
     p.lambda,
     p.alpha,
-    `${p.site.position}, ${p.site.layer}${p.reselect ? ' (reselected)' : ''}`,
+    p.site
+      ? `${p.site.position}, ${p.site.layer}${p.reselect ? ' (reselected)' : ''}`
+      : `none${p.note ? `: ${p.note}` : ''}`,
     p.seconds.toFixed(1),
     p.forward_passes,
     ...datasets.map((d) => {
