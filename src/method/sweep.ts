@@ -87,6 +87,10 @@ export interface SweepJson {
     forward_passes: number;
     /** The same settings as separate `scalpel eval --lambda --alpha` calls (each reusing the run's baselines). */
     separate_eval_forward_passes_estimate: number;
+    /** Of `forward_passes`, what generating baselines cost (0 when they came from the run's responses). */
+    baseline_forward_passes: number;
+    /** Of `forward_passes`, what --reselect's scoring of the candidates cost (prompt prefills). */
+    reselect_forward_passes?: number;
     /** Batched forward calls of the model in the generation passes (each reads the weights once for all its rows). */
     model_forward_calls: number;
     /** Generation passes so far and the sequences each ran together. */
@@ -284,7 +288,13 @@ export async function runSweep(o: RunOptions, req: SweepRequest): Promise<SweepJ
           datasets: [],
           baseline: [],
           points: [],
-          cost: { forward_passes: 0, separate_eval_forward_passes_estimate: 0, model_forward_calls: 0, passes: [] },
+          cost: {
+            forward_passes: 0,
+            separate_eval_forward_passes_estimate: 0,
+            baseline_forward_passes: 0,
+            model_forward_calls: 0,
+            passes: [],
+          },
           select_key: hash(selectKey),
         };
   sweep.max_new_tokens = maxNew;
@@ -305,6 +315,14 @@ export async function runSweep(o: RunOptions, req: SweepRequest): Promise<SweepJ
   const rows: SweepResponseRow[] = stale ? [] : readSweepRows(o.runDir).filter(isRecorded);
 
   const write = () => {
+    // Separate evals: each setting's generation alone, plus the baseline each time when the sweep had to generate it
+    // (eval reuses only the run's baselines).
+    const c = sweep.cost;
+    c.baseline_forward_passes ??= 0; // files from before this field
+    c.separate_eval_forward_passes_estimate = sweep.points.reduce(
+      (n, p) => n + p.alone_forward_passes + (p.results.length > 0 ? c.baseline_forward_passes : 0),
+      0,
+    );
     writeFileAtomicSync(join(o.runDir, FILES.sweepResponses), rows.map((r) => `${JSON.stringify(r)}\n`).join(''));
     writeFileAtomicSync(join(o.runDir, FILES.sweep), `${JSON.stringify(sweep, null, 2)}\n`);
   };
@@ -334,6 +352,11 @@ export async function runSweep(o: RunOptions, req: SweepRequest): Promise<SweepJ
   const backend: Backend = counted(loaded, counter);
   const cand = await loadCandidates(o.runDir);
   const pending = await buildInterventions(o, config, backend, cand, selection, run, todo, log);
+  const scoring = counter.snapshot().forward_passes;
+  if (scoring > 0) {
+    sweep.cost.reselect_forward_passes = (sweep.cost.reselect_forward_passes ?? 0) + scoring;
+    sweep.cost.forward_passes += scoring;
+  }
 
   // Baselines: the sweep's own, else the run's responses, else generated in the pass.
   const prior: ResponseRow[] = [...rows, ...runRows];
@@ -346,7 +369,6 @@ export async function runSweep(o: RunOptions, req: SweepRequest): Promise<SweepJ
   const textsOf = new Map<string, Map<string, string[]>>(); // intervention key → dataset → texts
 
   const started = performance.now();
-  let baselinePasses = 0;
   let lastEnd = started;
   const finishPoint = (pd: Pending, source: SweepPoint['source'], passes: number) => {
     const s = pd.setting;
@@ -476,7 +498,7 @@ export async function runSweep(o: RunOptions, req: SweepRequest): Promise<SweepJ
         if (job.kind === 'baseline') {
           finishBaseline(set, job.texts.get(set.name)!);
           sweep.cost.forward_passes += job.passes;
-          baselinePasses += job.passes;
+          sweep.cost.baseline_forward_passes += job.passes;
           write();
           return;
         }
@@ -497,10 +519,6 @@ export async function runSweep(o: RunOptions, req: SweepRequest): Promise<SweepJ
       seconds: round2((performance.now() - t0) / 1000),
     });
   }
-  // Separate evals: each setting's generation alone, plus the baseline each time when the run's responses lack it
-  // (eval reuses only the run's baselines).
-  sweep.cost.separate_eval_forward_passes_estimate += todo.length * baselinePasses;
-  for (const pd of pending) sweep.cost.separate_eval_forward_passes_estimate += alone.get(pd.key) ?? 0;
   write();
   const s = counter.snapshot();
   log(
