@@ -23,6 +23,11 @@ const LAYERS = [
   { name: 'model', path: '^src/model/', job: 'a model directory: files, weights and tokenizer put together' },
   { name: 'method', path: '^src/method/', job: 'the paper, over the Backend interface' },
   {
+    name: 'report',
+    path: '^src/report/',
+    job: 'a run directory → one self-contained HTML report with inline SVG charts',
+  },
+  {
     name: 'serve',
     path: '^src/serve/',
     job: 'the OpenAI-compatible HTTP server over the scheduler and the method',
@@ -77,5 +82,7 @@ module.exports = {
     // Type-only imports count: `import type` cycles are still cycles between modules.
     tsPreCompilationDeps: true,
     doNotFollow: { path: 'node_modules' },
+    // Resolve packages through their package.json "exports" (vega-lite has no "main" or index.js to fall back on).
+    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['import', 'require', 'node', 'default'] },
   },
 };

@@ -6,6 +6,7 @@ import { runOptions } from '../config.js';
 import { configSets, fetchRunSets } from '../fetch.js';
 import { describeSelection, formatTable } from '../format.js';
 import { defineStageCommand, type CommonOpts } from '../options.js';
+import { writeReport } from '../../report/build.js';
 
 export function register(program: Command): void {
   const cmd = defineStageCommand(program, {
@@ -15,6 +16,7 @@ export function register(program: Command): void {
     options: [
       ['--eval <sets>', 'comma-separated evaluation sets (dataset names, name:N for the first N, or files)'],
       ['--json', 'print {"results": [...]} instead of the table'],
+      ['--report [file]', 'at the end, write the HTML report (scalpel report) to file (default RUN/report.html)'],
     ],
   });
   cmd.action(async (opts: CommonOpts) => {
@@ -27,8 +29,12 @@ export function register(program: Command): void {
         .filter((s) => s !== '');
     await fetchRunSets(o, configSets(o.config, true));
     const res = await runPipeline(o, ['extract', 'select', 'eval']);
+    const report = opts['report']
+      ? await writeReport(res.runDir, typeof opts['report'] === 'string' ? opts['report'] : undefined)
+      : undefined;
     if (opts.json) {
       process.stdout.write(`${JSON.stringify({ results: res.results }, null, 2)}\n`);
+      if (report) process.stderr.write(`report: ${report.path}\n`);
       return;
     }
     process.stdout.write(`${describeSelection(res.selection)}\n\n${formatTable(res.results ?? [])}\n`);
@@ -37,5 +43,6 @@ export function register(program: Command): void {
       .map((s) => (st[s] ? `${s} ${st[s]!.seconds}s / ${st[s]!.forward_passes} passes` : `${s} –`))
       .join(', ');
     process.stdout.write(`\n${timing}\nrun directory: ${res.runDir}\n`);
+    if (report) process.stdout.write(`report: ${report.path}\n`);
   });
 }
