@@ -178,3 +178,62 @@ test('sweep: bad lists and a run without a selection fail in one line', () => {
   fails(['--run', path.join(tmp, 'nothing')], /run\.json: missing/);
   assert.ok(!fs.existsSync(path.join(run, 'sweep.json')), 'a failed sweep writes nothing');
 });
+
+test('sweep over λ × α of a --target true run: λ does not change r̂, so each α is generated once and equals eval', () => {
+  const dir = path.join(tmp, 'true');
+  runScalpel(
+    'run',
+    '--model',
+    TINY_CHAT,
+    '--out',
+    dir,
+    '--n-train',
+    '16',
+    '--n-val',
+    '8',
+    '--max-new-tokens',
+    '12',
+    '--eval',
+    SETS.join(','),
+    '--target',
+    'true',
+    '--alpha',
+    '-1',
+    // On 8 validation prompts no candidate of the small model passes Arditi et al.'s rules at their defaults.
+    '--true-kl-threshold',
+    '1',
+    '--induce-threshold',
+    '-100',
+    '--quiet',
+  );
+  runScalpel('sweep', '--run', dir, '--lambda', '0,1', '--alpha', '0,-1', '--quiet');
+  const s = readSweep(dir);
+  assert.deepEqual(
+    s.points.map((p) => [p.lambda, p.alpha, p.source, p.results[0]!.condition]),
+    [
+      [0, 0, 'generated', 'ablated'],
+      [1, 0, 'same-intervention', 'ablated'],
+      [0, -1, 'generated', 'ablated+actadd'],
+      [1, -1, 'same-intervention', 'ablated+actadd'],
+    ],
+  );
+  for (const p of s.points.filter((x) => x.lambda === 1)) {
+    const twin = s.points.find((x) => x.lambda === 0 && x.alpha === p.alpha)!;
+    assert.equal(p.forward_passes, 0);
+    assert.equal(p.alone_forward_passes, twin.forward_passes);
+    assert.deepEqual(
+      p.results.map((r) => r.compliance_rate),
+      twin.results.map((r) => r.compliance_rate),
+    );
+  }
+  assert.equal(s.cost.separate_eval_forward_passes_estimate, 2 * s.cost.forward_passes);
+  const sel = JSON.parse(fs.readFileSync(path.join(dir, 'selection.json'), 'utf8')) as SelectionJson;
+  assert.deepEqual(s.points[2]!.actadd_site, {
+    position: sel.actadd!.chosen!.position,
+    layer: sel.actadd!.chosen!.layer,
+  });
+  const e = JSON.parse(
+    runScalpel('eval', '--run', dir, '--lambda', '1', '--alpha', '-1', '--dataset', ...SETS, '--json').out,
+  ) as { results: EvalResult[] };
+  assert.deepEqual(rates(s.points[3]!.results), rates(e.results.filter((r) => r.condition === 'ablated+actadd')));
+});
