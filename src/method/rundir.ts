@@ -17,6 +17,8 @@ export const FILES = {
   vector: 'vector.safetensors',
   eval: 'eval.json',
   responses: 'responses.jsonl',
+  ability: 'ability.json',
+  abilityItems: 'ability-items.jsonl',
 } as const;
 
 export interface StageRecord {
