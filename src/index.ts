@@ -37,6 +37,7 @@ export {
   releaseCache,
   type RunOptions,
 } from './engine/generate.js';
+export { type ScoredSequence, sequenceLogProbs } from './engine/logprobs.js';
 export {
   type FinishReason,
   Scheduler,
@@ -79,6 +80,14 @@ export {
 } from './method/intervention.js';
 export { type BakeOptions, type BakeResult, bakeAblation, bakeableDirection } from './method/bake.js';
 export { readRunJson, type RunJson } from './method/rundir.js';
+export {
+  type Ability,
+  type AbilityJson,
+  firstTokenKl,
+  measureAbility,
+  prepareAbility,
+} from './method/ability.js';
+export { type AbilityRunOptions, runAbility } from './method/ability-run.js';
 
 // Files and errors.
 export { readSafetensors, readSafetensorsHeader, writeSafetensors } from './io/safetensors.js';
