@@ -57,6 +57,7 @@ export function sequenceLogProbs(model: Model, seqs: readonly ScoredSequence[], 
   const hidden = new Float32Array(ROWS * D);
   const logits = new Float32Array(ROWS * V);
   let done = 0;
+  let cache: KVCache | undefined;
   for (let i = 0; i < order.length; i += batchSize) {
     const idx = order.slice(i, i + batchSize);
     const p = pack(idx.map((j) => seqs[j]!.ids));
@@ -66,7 +67,9 @@ export function sequenceLogProbs(model: Model, seqs: readonly ScoredSequence[], 
     const hooks: HookMap = new Map([...(opts.hooks ?? new Map())].map(([k, v]) => [k, [...v]]));
     const name = hookName(model.numLayers - 1, 'hook_resid_post');
     hooks.set(name, [...(hooks.get(name) ?? []), (act) => (last = act.slice())]);
-    model.forward({ ...p, start: 0, cache: new KVCache(a, p.batch, p.seq), hooks });
+    // One cache for the call, grown when a batch needs more (batches come shortest first).
+    if (!cache?.fits(p.batch, p.seq)) cache = new KVCache(a, p.batch, p.seq);
+    model.forward({ ...p, start: 0, cache, hooks });
     if (!last) throw new Error('internal: the final residual stream was not seen');
     for (const [b, j] of idx.entries()) {
       const { ids, from } = seqs[j]!;
