@@ -37,6 +37,7 @@ export {
   releaseCache,
   type RunOptions,
 } from './engine/generate.js';
+export { type ScoredSequence, sequenceLogProbs } from './engine/logprobs.js';
 export {
   type FinishReason,
   Scheduler,
@@ -81,6 +82,14 @@ export { type BakeOptions, type BakeResult, bakeAblation, bakeableDirection } fr
 export { readRunJson, type RunJson } from './method/rundir.js';
 // `scalpel sweep`: a run evaluated at many settings in one shared generation pass (sweep.json).
 export { runSweep, type SweepJson, type SweepPoint, type SweepRequest } from './method/sweep.js';
+export {
+  type Ability,
+  type AbilityJson,
+  firstTokenKl,
+  measureAbility,
+  prepareAbility,
+} from './method/ability.js';
+export { type AbilityRunOptions, runAbility } from './method/ability-run.js';
 
 // Files and errors.
 export { readSafetensors, readSafetensorsHeader, writeSafetensors } from './io/safetensors.js';

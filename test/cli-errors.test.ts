@@ -200,3 +200,26 @@ test('scalpel chat: bad flags, no run, and a model without a chat template fail 
   fs.rmSync(notRun, { recursive: true });
   fs.rmSync(plain, { recursive: true });
 });
+
+test('scalpel ability: bad flags and a missing sample are one line each', () => {
+  const model = path.join(ROOT, 'models/scalpel-tiny-chat');
+  const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-cli-err-'));
+  for (const [args, pattern] of [
+    [['--model', model, '--shots', '6'], /^scalpel: --shots 6: expected an integer from 0 to 5$/],
+    [['--model', model, '--n-mmlu', '-1'], /^scalpel: --n-mmlu -1: expected an integer from 0 up$/],
+    [['--model', model, '--lambda', '0.5'], /^scalpel: --lambda: only with --run RUN$/],
+    [[], /^scalpel: --run RUN is required, or --model MODEL for a baseline alone$/],
+    [['--run', empty], /run\.json: missing; make the run with `scalpel run` first$/],
+    [
+      ['--model', model, '--data-dir', empty, '--n-arc', '0', '--n-ppl-docs', '0'],
+      /dataset mmlu: .*abstract_algebra_test\.csv not found/,
+    ],
+  ] as [string[], RegExp][]) {
+    const r = spawnSync(process.execPath, [BIN, 'ability', ...args], { encoding: 'utf8' });
+    assert.equal(r.status, 1, `ability ${args.join(' ')}: ${r.stderr}`);
+    const lines = r.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
+    assert.match(lines[0]!, pattern);
+  }
+  fs.rmSync(empty, { recursive: true, force: true });
+});

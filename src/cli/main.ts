@@ -12,6 +12,7 @@ import * as serve from './commands/serve.js';
 import * as chat from './commands/chat.js';
 import * as report from './commands/report.js';
 import * as sweep from './commands/sweep.js';
+import * as ability from './commands/ability.js';
 
 const program = new Command('scalpel')
   .description('Remove false refusals from chat models by ablating a single direction, keeping true refusals.')
@@ -24,7 +25,7 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
-for (const command of [run, extract, select, evaluate, bake, generate, serve, chat, datasets])
+for (const command of [run, extract, select, evaluate, bake, generate, serve, chat, datasets, ability])
   command.register(program);
 report.register(program);
 sweep.register(program);

@@ -4,6 +4,7 @@
 import { join } from 'node:path';
 import { ScalpelError } from '../errors.js';
 import { downloadVerified, fileSha256 } from '../io/download.js';
+import { ABILITY_SETS, abilitySources, findAbilitySet } from './ability-data.js';
 import { DATASETS, findDataset, setSource } from './datasets.js';
 import { datasetCacheDir, datasetsEndpoint, sourceUrl, type FileSource } from './sources.js';
 
@@ -29,9 +30,23 @@ export interface FetchOptions {
   idleMs?: number;
 }
 
-/** Every public set's name, in DATASETS order: what `scalpel datasets fetch` fetches when given no names. */
+/**
+ * Every public set's name, in DATASETS order, then the general-ability samples (ABILITY_SETS): what `scalpel
+ * datasets fetch` fetches when given no names.
+ */
 export function publicSetNames(): string[] {
-  return DATASETS.filter((d) => !d.builtin).map((d) => d.name);
+  return [...DATASETS.filter((d) => !d.builtin).map((d) => d.name), ...ABILITY_SETS.map((s) => s.name)];
+}
+
+/** The pinned files a public set name reads: one for a prompt set, several for an ability sample. */
+function setFiles(name: string): FileSource[] {
+  const spec = findDataset(name);
+  const source = spec && setSource(spec);
+  if (source) return [source];
+  const ability = findAbilitySet(name);
+  if (ability) return abilitySources(ability);
+  const why = spec ? 'is built in (nothing to fetch)' : 'is not a public set';
+  throw new ScalpelError(`dataset ${name} ${why}; public sets: ${publicSetNames().join(', ')}`);
 }
 
 /**
@@ -44,15 +59,11 @@ export async function fetchDatasets(names: string[], opts: FetchOptions = {}): P
   // Several sets read one file (xstest-safe and xstest-unsafe): group the requested sets by file.
   const byFile = new Map<string, { source: FileSource; sets: string[] }>();
   for (const name of names.length === 0 ? publicSetNames() : names) {
-    const spec = findDataset(name);
-    const source = spec && setSource(spec);
-    if (!spec || !source) {
-      const why = spec ? 'is built in (nothing to fetch)' : 'is not a public set';
-      throw new ScalpelError(`dataset ${name} ${why}; public sets: ${publicSetNames().join(', ')}`);
+    for (const source of setFiles(name)) {
+      const entry = byFile.get(source.file) ?? { source, sets: [] };
+      if (!entry.sets.includes(name)) entry.sets.push(name);
+      byFile.set(source.file, entry);
     }
-    const entry = byFile.get(source.file) ?? { source, sets: [] };
-    if (!entry.sets.includes(name)) entry.sets.push(name);
-    byFile.set(source.file, entry);
   }
   const done: FetchedFile[] = [];
   const missing: { source: FileSource; sets: string[]; path: string }[] = [];

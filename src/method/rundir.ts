@@ -19,6 +19,8 @@ export const FILES = {
   responses: 'responses.jsonl',
   sweep: 'sweep.json',
   sweepResponses: 'sweep-responses.jsonl',
+  ability: 'ability.json',
+  abilityItems: 'ability-items.jsonl',
 } as const;
 
 export interface StageRecord {

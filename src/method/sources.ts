@@ -19,6 +19,9 @@ const D: Repo = { repo: 'InvokerStark/OverKill', commit: '9551a7ff7b2cb18d178e64
 const E: Repo = { repo: 'sebastianvne/supp_exp', commit: '4b8a74e37021d7a25cb13529b84d82137c6cb0a7' };
 const F: Repo = { repo: 'allenai/noncompliance', commit: '25bf77cc668814360405cdb8197c4368205806c7' };
 const H: Repo = { repo: 'Baisayan/hack', commit: '2b37da1c255e43e16a74ecd3e51c99ea992b5237' };
+const I: Repo = { repo: 'HaeChan0305/MLILAB-FedLLM', commit: 'd92730e8bacd7b3a61e551e015e40588e10234b4' };
+const J: Repo = { repo: 'yukangZhuu/basic_evaluator', commit: 'a85b6686ee9c716a69ca865ef77f408a29e3d5c2' };
+const K: Repo = { repo: 'pytorch/examples', commit: '77f55b912142e11fcfdf5b530231fb9c52f181e8' };
 
 export interface FileSource extends Repo {
   /** Path under a data directory (the raw/ layout), as in DatasetSpec.file. */
@@ -147,6 +150,48 @@ export const FILE_SOURCES: readonly FileSource[] = [
     sha256: '76dccec176743ed656279f2969c51abb68bda94e5fda8397e34ff5638e021d86',
     bytes: 69278,
     licence: 'MIT',
+  },
+  // General-ability samples (scalpel ability): MMLU's five sampled subjects, test questions and their 5-shot dev
+  // questions; ARC-Challenge's test set; WikiText-2's test split.
+  ...(
+    [
+      ['test/abstract_algebra_test', 'afdfc6f71eb42297a51f53bd221429671a4065a6425bd7631acb84fef011bfd4', 17406],
+      ['test/global_facts_test', 'b80c9b31bc56727ebb3f1f980fbf40dbbd48565f609d1be9642ebe10a1c747a2', 16141],
+      ['test/high_school_geography_test', '4c0c06e32b73ec3f5b55bdab2a124b3b9736e888d2edadc6f40d6172052f7507', 37238],
+      ['test/machine_learning_test', '50d163266dbc8672b8097c32a4765ff4a5e8767ac4a8971e70ddccbd5b817bd3', 31636],
+      ['test/world_religions_test', '203c71d35b4d667a4010b032ad57cc75a561209c94e2235eb5c549310bf23789', 21204],
+      ['dev/abstract_algebra_dev', 'f5bc2f1c0e4098ddba357af2b02919269b1a0bbab9e7c11b31c1c20da36a3263', 767],
+      ['dev/global_facts_dev', '6b3da0cce9ff48e7357783ad7390c488eb07bc26d00a3ceb42c81e2cd2e671b9', 1156],
+      ['dev/high_school_geography_dev', '55d2bcd20524a0d0c8b39fb9b48aec36adfdb93ca2009271a58cc02d60fc89e3', 1316],
+      ['dev/machine_learning_dev', '25b78353edd62f6b4d17fe6e2ea391018c23e61e2a0fe6e8807eb32cea2561af', 2242],
+      ['dev/world_religions_dev', '13404d8d076006e6c4aa13cd05a7ff4691be0e59b7630bdf7e9826244464ecdd', 585],
+    ] as const
+  ).map(([name, sha256, bytes]) => ({
+    ...I,
+    file: `mmlu/${name}.csv`,
+    path: `data/mmlu/${name}.csv`,
+    sha256,
+    bytes,
+    licence: 'MIT (MMLU; repository Apache-2.0)',
+    upstream: 'hendrycks/test (MMLU), HF-converted columns',
+  })),
+  {
+    ...J,
+    file: 'arc_challenge/arc_challenge_test.jsonl',
+    path: 'data/arc_challenge_test.jsonl',
+    sha256: 'bafb2fcb61ad7fdf85d3540d36a00d48228317298ae976ad2c0c0f24e247151c',
+    bytes: 520912,
+    licence: 'CC BY-SA 4.0 (ARC; this copy states none)',
+    upstream: 'HF allenai/ai2_arc (ARC-Challenge test)',
+  },
+  {
+    ...K,
+    file: 'wikitext2/test.txt',
+    path: 'word_language_model/data/wikitext-2/test.txt',
+    sha256: 'd790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0',
+    bytes: 1256449,
+    licence: 'CC BY-SA (WikiText; repository BSD-3-Clause)',
+    upstream: 'Salesforce WikiText-2 (tokenised variant, wikitext-2-v1)',
   },
 ];
 
