@@ -24,6 +24,8 @@ export interface Backend {
     prompts: number[][],
     opts: { maxNewTokens: number; hooks?: HookMap; onProgress?: OnProgress },
   ): Promise<number[][]>;
+  /** A remote backend's cost so far in its own terms (requests, tokens the server reported), for the log. */
+  usage?(): string;
 }
 
 /** Forward-pass bookkeeping: prompts prefilled and tokens decoded. */

@@ -17,6 +17,8 @@ export const FILES = {
   vector: 'vector.safetensors',
   eval: 'eval.json',
   responses: 'responses.jsonl',
+  judge: 'judge.json',
+  judgeCache: 'judge-cache.jsonl',
 } as const;
 
 export interface StageRecord {
