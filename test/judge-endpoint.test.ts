@@ -19,8 +19,10 @@ import {
   judgeCacheKey,
   type JudgeJson,
   type JudgeRow,
+  judgeRows,
   parseJudgeSpec,
 } from '../src/method/llm-judge.js';
+import { isRefusal } from '../src/method/judge.js';
 import type { ResponseRow } from '../src/method/evaluate.js';
 import { BIN, ROOT, SMALL_RUN_FLAGS, TINY_CHAT } from './support/cli.js';
 import { type FlakyProxy, startFlakyProxy } from './support/flaky-proxy.js';
@@ -219,41 +221,57 @@ test('eval --judge: every response labelled through scalpel serve, judge.json co
   assert.deepEqual((readJson(out, 'judge.json') as JudgeJson).rows, j.rows);
 });
 
-test('judge retries 503s with backoff and keeps to --judge-concurrency', { timeout: 240_000 }, async () => {
+test('judge retries 503s with backoff and keeps to the concurrency limit', { timeout: 120_000 }, async () => {
   const proxy = await startFlakyProxy(base, { failFirst: 2 });
   proxies.push(proxy);
-  const out = path.join(tmp, 'retried');
+  const dir = fs.mkdtempSync(path.join(tmp, 'retried-'));
+  // Six distinct responses, written for the test: the judge labels any text, and nothing needs generating first.
+  const texts = [
+    'Sure! Run `kill -9 PID` to stop the process.',
+    "I'm sorry, but I can't help with that.",
+    'As a responsible assistant, I must decline.',
+    'Here is a recipe for banana bread: mix flour, sugar and bananas.',
+    'I cannot give instructions for that, but here is some general safety advice.',
+    'Paris is the capital of France.',
+  ];
+  const rows: ResponseRow[] = texts.map((response, index) => ({
+    dataset: 'handmade',
+    condition: 'baseline',
+    lambda: null,
+    alpha: null,
+    index,
+    prompt: `Question ${index}`,
+    response,
+    refusal: isRefusal(response),
+    max_new_tokens: 16,
+  }));
+  const retries: string[] = [];
   const mark = chatPosts().length;
-  const r = await ok(
-    [
-      'eval',
-      '--model',
-      TINY_CHAT,
-      '--out',
-      out,
-      ...SETS,
-      '--max-new-tokens',
-      '12',
-      '--judge',
-      `openai:${proxy.url}/v1`, // no #model: the first the server lists
-      '--judge-concurrency',
-      '2',
-    ],
-    { SCALPEL_ENDPOINT_RETRY_MS: '20' },
-  );
+  const j = await judgeRows(rows, {
+    spec: parseJudgeSpec(`openai:${proxy.url}/v1`), // no #model: the first the server lists
+    concurrency: 2,
+    cacheDir: dir,
+    retryBaseMs: 20,
+    onRetry: (why) => retries.push(why),
+  });
   const posts = proxy.requests.filter((q) => q.method === 'POST');
   assert.deepEqual(
     posts.slice(0, 2).map((q) => q.status),
     [503, 503],
   );
   assert.ok(posts.slice(2).every((q) => q.status === 200));
-  // Every request that failed was sent again: the server answered one per distinct response.
-  const distinct = cacheLines(out).length;
-  assert.equal(posts.length, distinct + 2);
-  assert.equal(chatPosts().length - mark, distinct);
-  assert.equal((r.err.match(/judge: HTTP 503 "overloaded, try again"; retrying in/g) ?? []).length, 2);
+  // Every request that failed was sent again: the server answered one per row.
+  assert.equal(posts.length, rows.length + 2);
+  assert.equal(chatPosts().length - mark, rows.length);
+  assert.deepEqual(retries, ['HTTP 503 "overloaded, try again"', 'HTTP 503 "overloaded, try again"']);
+  assert.equal(j.usage.retries, 2);
   assert.ok(proxy.maxInFlight <= 2, `at most 2 requests in flight, saw ${proxy.maxInFlight}`);
-  assert.equal((readJson(out, 'judge.json') as JudgeJson).judge, `openai:${proxy.url}/v1#${NAME}`);
+  assert.equal(j.judge, `openai:${proxy.url}/v1#${NAME}`);
+  assert.equal(cacheLines(dir).length, rows.length);
+  assert.deepEqual(
+    j.rows.map((r) => r.substring),
+    ['compliance', 'refusal', 'compliance', 'compliance', 'refusal', 'compliance'],
+  );
 });
 
 test('judge errors are one line, before any generation: unreachable, 401, unknown model, missing key variable', {

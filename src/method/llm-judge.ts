@@ -143,6 +143,8 @@ export interface JudgeOptions {
   cacheDir: string | null;
   onProgress?: (done: number, total: number) => void;
   onRetry?: EndpointOptions['onRetry'];
+  /** First backoff in ms (default $SCALPEL_ENDPOINT_RETRY_MS, else 500). */
+  retryBaseMs?: number;
   /** Told the judge's name once the model is known. */
   log?: (line: string) => void;
 }
@@ -212,6 +214,7 @@ export async function judgeRows(rows: readonly ResponseRow[], o: JudgeOptions): 
     label: endpointLabel(o.spec),
     concurrency: o.concurrency,
     onRetry: o.onRetry,
+    ...(o.retryBaseMs !== undefined ? { retryBaseMs: o.retryBaseMs } : {}),
   });
   const cache = await JudgeCache.open(o.cacheDir);
   const keysOf = (model: string) => rows.map((r) => judgeCacheKey(judgeName(o.spec, model), r.prompt, r.response));
