@@ -79,6 +79,21 @@ export {
   validateIntervention,
 } from './method/intervention.js';
 export { type BakeOptions, type BakeResult, bakeAblation, bakeableDirection } from './method/bake.js';
+// A second judge and evaluation through any OpenAI-compatible server.
+export { type EndpointBackend, type EndpointBackendOptions, openEndpointBackend } from './method/endpoint-backend.js';
+export { type JudgeLabel, parseJudgeLabel, RUBRIC_VERSION, rubricMessages } from './method/judge-rubric.js';
+export {
+  connectJudge,
+  type JudgeJson,
+  type JudgeOptions,
+  type JudgeRow,
+  type JudgeSpec,
+  judgeRates,
+  judgeRows,
+  parseJudgeSpec,
+  writeJudgeJson,
+} from './method/llm-judge.js';
+export { type EndpointOptions, OpenAIEndpoint } from './method/openai-endpoint.js';
 export { readRunJson, type RunJson } from './method/rundir.js';
 // `scalpel sweep`: a run evaluated at many settings in one shared generation pass (sweep.json).
 export { runSweep, type SweepJson, type SweepPoint, type SweepRequest } from './method/sweep.js';

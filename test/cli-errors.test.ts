@@ -140,7 +140,7 @@ test('scalpel eval without a run: flags that dial a run, or no --model, fail in 
     [['--model', model, '--target', 'true'], /^scalpel: --target: only with --run RUN/],
     [['--model', model, '--ablation', 'affine'], /^scalpel: --ablation: only with --run RUN/],
     [['--model', model, '--no-filter'], /^scalpel: --no-filter: only with --run RUN/],
-    [[], /^scalpel: --run RUN is required, or --model MODEL to evaluate a model alone$/],
+    [[], /^scalpel: --run RUN is required, or --model MODEL to evaluate a model alone \(or --endpoint URL\)$/],
     [['--out', notRun], /^scalpel: --out .*: not a Scalpel run \(no run\.json\); add --model MODEL/],
   ];
   for (const [args, pattern] of cases) {

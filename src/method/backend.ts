@@ -21,6 +21,8 @@ export interface Backend {
   tokenText(id: number): string;
   lastLogits(prompts: number[][], opts?: { hooks?: HookMap; onProgress?: OnProgress }): Promise<Float32Array[]>;
   generate(prompts: number[][], opts: GenerateRequest): Promise<number[][]>;
+  /** A remote backend's cost so far in its own terms (requests, tokens the server reported), for the log. */
+  usage?(): string;
 }
 
 export interface GenerateRequest {

@@ -13,7 +13,7 @@ import { ScalpelError } from '../errors.js';
 import { PassCounter, counted, type Backend } from './backend.js';
 import { validateConfig, type MethodConfig } from './config.js';
 import { loadEvalSets, sampleSets, type LoadedSet, type SampledSets } from './datasets.js';
-import { evaluateSets, readResponses, writeEvalFiles, type EvalResult } from './evaluate.js';
+import { evaluateSets, readResponses, writeEvalFiles, type EvalResult, type ResponseRow } from './evaluate.js';
 import { extractCandidates } from './extract.js';
 import { interventionFromRun, validateSettings, type RunIntervention } from './intervention.js';
 import { selectCandidate } from './select.js';
@@ -245,12 +245,17 @@ class Runner {
    * With `write`, this is the eval stage; without, a look at other settings that leaves the run directory alone.
    * `applied`: the intervention to evaluate, else the run's at this configuration.
    */
-  async evaluate(write: boolean, applied?: RunIntervention): Promise<EvalResult[]> {
+  async evaluate(
+    write: boolean,
+    applied?: RunIntervention,
+    onRows?: (rows: ResponseRow[]) => void,
+  ): Promise<EvalResult[]> {
     const c = this.o.config;
     const iv =
       applied ?? (await interventionFromRun(this.o.runDir, { lambda: c.lambda, alpha: c.alpha, ablation: c.ablation }));
     const { ctx, t0 } = await this.startStage();
     const { results, rows } = await evaluateSets(ctx, this.evalSets, iv, readResponses(this.o.runDir));
+    onRows?.(rows);
     if (write) {
       await writeEvalFiles(this.o.runDir, results, rows);
       await this.finishStage('eval', t0);
@@ -342,7 +347,14 @@ export async function runPipeline(
  */
 export async function evaluateRun(
   o: RunOptions,
-  request: { lambda?: number; alpha?: number; datasets?: string[]; run?: RunJson },
+  request: {
+    lambda?: number;
+    alpha?: number;
+    datasets?: string[];
+    run?: RunJson;
+    /** Given the response rows when they are generated (not when the eval stage is resumed: responses.jsonl has them). */
+    onRows?: (rows: ResponseRow[]) => void;
+  },
 ): Promise<EvalResult[]> {
   validateConfig(o.config);
   validateSettings({ lambda: request.lambda, alpha: request.alpha });
@@ -369,7 +381,7 @@ export async function evaluateRun(
     runner.log('eval: already done with these settings (resumed)');
     return readJson<{ results: EvalResult[] }>(o.runDir, FILES.eval).results;
   }
-  return await runner.evaluate(stock, applied);
+  return await runner.evaluate(stock, applied, request.onRows);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -385,10 +397,12 @@ export interface ModelEvalOptions {
   outDir?: string;
   progress?: ProgressFactory;
   log?: (line: string) => void;
+  /** Given the response rows (what responses.jsonl holds), e.g. for a second judge. */
+  onRows?: (rows: ResponseRow[]) => void;
 }
 
 /** The files a model evaluation writes: a folder holding only these is an earlier evaluation, which a new one replaces. */
-const MODEL_EVAL_FILES: readonly string[] = [FILES.eval, FILES.responses];
+const MODEL_EVAL_FILES: readonly string[] = [FILES.eval, FILES.responses, FILES.judge, FILES.judgeCache];
 
 /**
  * `--out DIR` of a model evaluation: new, empty, or an earlier model evaluation. A run is refused because its
@@ -430,7 +444,11 @@ export async function evaluateModel(o: ModelEvalOptions): Promise<EvalResult[]> 
   };
   const { results, rows } = await evaluateSets(ctx, evalSets, null);
   if (o.outDir !== undefined) await writeEvalFiles(o.outDir, results, rows);
-  const s = counter.snapshot();
-  log(`eval: ${Math.round(performance.now() - t0) / 1000}s, ${s.forward_passes} forward passes`);
+  o.onRows?.(rows);
+  const seconds = Math.round(performance.now() - t0) / 1000;
+  // A remote backend's cost is its requests and the tokens its server reports, not forward passes counted here.
+  const u = loaded.usage?.();
+  if (u) log(`eval: ${seconds}s, ${u}`);
+  else log(`eval: ${seconds}s, ${counter.snapshot().forward_passes} forward passes`);
   return results;
 }

@@ -21,6 +21,8 @@ export const FILES = {
   sweepResponses: 'sweep-responses.jsonl',
   ability: 'ability.json',
   abilityItems: 'ability-items.jsonl',
+  judge: 'judge.json',
+  judgeCache: 'judge-cache.jsonl',
 } as const;
 
 export interface StageRecord {

@@ -1,16 +1,23 @@
 // scalpel eval: stage 3 alone, or any λ / α on a finished run without re-extracting: the chosen (position, layer)
 // stays, ŵ is recomputed from the stored w and r. With --model and no run: the baseline of any model (a Hugging
-// Face folder, or one written by `scalpel bake`), the same rows as a run's baseline.
+// Face folder, or one written by `scalpel bake`), the same rows as a run's baseline. With --endpoint and no run: the
+// baseline of a model served by any OpenAI-compatible server. With --judge: a second judge's labels (judge.json).
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ScalpelError } from '../../errors.js';
+import type { ResponseRow } from '../../method/evaluate.js';
+import type { JudgeJson } from '../../method/llm-judge.js';
 import { evaluateModel, evaluateRun, type EvalResult } from '../../method/pipeline.js';
 import { FILES } from '../../method/rundir.js';
-import { runOptions } from '../config.js';
+import { buildConfig, runOptions } from '../config.js';
+import { ENDPOINT_FLAG_NAMES, ENDPOINT_OPTIONS, endpointFlags } from '../endpoint.js';
 import { fetchRunSets } from '../fetch.js';
-import { formatTable } from '../format.js';
+import { formatAgreement, formatTable } from '../format.js';
+import { JUDGE_FLAG_NAMES, JUDGE_OPTIONS, connectJudgeFlags, judgeFlags, runJudge } from '../judge.js';
 import { defineStageCommand, lambdaFlag, openRun, runDirOf, type CommonOpts } from '../options.js';
+import { logger, progressFactory } from '../progress.js';
+import { readResponses } from '../../method/evaluate.js';
 
 /** The flags that mean something without a run (by commander's attribute name); the rest dial a run's intervention. */
 const MODEL_FLAGS = new Set([
@@ -25,6 +32,8 @@ const MODEL_FLAGS = new Set([
   'batchSize',
   'json',
   'quiet',
+  ...JUDGE_FLAG_NAMES,
+  ...ENDPOINT_FLAG_NAMES,
 ]);
 
 export function register(program: Command): void {
@@ -47,31 +56,69 @@ export function register(program: Command): void {
         "evaluation sets (dataset names, name:N, or prompt files); default: the run's, else the paper's with --data-dir and the built-in test sets without",
       ],
       ['--json', 'print {"results": [...]} as in eval.json'],
+      ...ENDPOINT_OPTIONS,
+      ...JUDGE_OPTIONS,
     ],
   });
   cmd.action(async (opts: CommonOpts) => {
     // --out has always named the run too (`eval --out RUN`): a folder holding run.json keeps that meaning.
     const isRun = opts.run !== undefined || (opts.out !== undefined && existsSync(join(resolve(opts.out), FILES.run)));
     const datasets = cmd.getOptionValueSource('dataset') === 'cli' ? (opts['dataset'] as string[]) : undefined;
+    const judgeAsked = judgeFlags(opts);
+    const endpoint = endpointFlags(opts);
+    if (endpoint && isRun)
+      throw new ScalpelError(
+        "--endpoint: only without --run (a run's intervention needs the local engine; an edited model can be baked and served)",
+      );
     if (!isRun) {
       const flag = cmd.options.find(
         (f) => cmd.getOptionValueSource(f.attributeName()) === 'cli' && !MODEL_FLAGS.has(f.attributeName()),
       );
       if (flag)
         throw new ScalpelError(`${flag.long}: only with --run RUN (without a run, eval measures the model's baseline)`);
-      if (opts.model === undefined)
+      if (endpoint && opts.model !== undefined)
+        throw new ScalpelError(
+          '--model: not with --endpoint (the server has the model; choose it with --endpoint-model)',
+        );
+      if (endpoint && opts.batchSize !== undefined)
+        throw new ScalpelError('--batch-size: not with --endpoint (requests in flight: --endpoint-concurrency)');
+      if (!endpoint && opts.model === undefined)
         throw new ScalpelError(
           opts.out !== undefined
             ? `--out ${opts.out}: not a Scalpel run (no run.json); add --model MODEL to evaluate a model alone`
-            : '--run RUN is required, or --model MODEL to evaluate a model alone',
+            : '--run RUN is required, or --model MODEL to evaluate a model alone (or --endpoint URL)',
         );
       // runOptions wants a run directory; a model evaluation has none and uses only the model, settings and backend.
-      const { config, dataDir, backend, progress, log } = await runOptions(cmd, opts, opts.out ?? '.');
+      const setup = endpoint
+        ? (() => {
+            const log = logger(opts.quiet);
+            const { config, dataDir } = buildConfig(cmd, opts);
+            const backend = () => endpoint.open(config.system, log);
+            return { config, dataDir, backend, progress: progressFactory({ quiet: opts.quiet }), log };
+          })()
+        : await runOptions(cmd, opts, opts.out ?? '.');
+      const { config, dataDir, backend, progress, log } = setup;
       if (datasets) config.evalDatasets = datasets;
+      // The judge's server is asked first: a wrong URL, key or model fails before any generation.
+      const judge = judgeAsked ? await connectJudgeFlags(judgeAsked) : null;
       await fetchRunSets({ dataDir, progress, log }, config.evalDatasets);
       const outDir = opts.out !== undefined ? resolve(opts.out) : undefined;
-      const results = await evaluateModel({ config, dataDir, backend, progress, log, outDir });
-      print(results, opts);
+      let rows: ResponseRow[] = [];
+      const results = await evaluateModel({
+        config,
+        dataDir,
+        backend,
+        progress,
+        log,
+        outDir,
+        onRows: (r) => {
+          rows = r;
+        },
+      });
+      const j = judge
+        ? await runJudge(judge, rows, { cacheDir: outDir ?? null, writeDir: outDir ?? null }, opts)
+        : undefined;
+      print(results, opts, j);
       return;
     }
     const { runDir, run, modelDir } = await openRun(runDirOf(opts, 'run'), opts.model, opts.quiet);
@@ -80,13 +127,44 @@ export function register(program: Command): void {
     // changed dial changes the select stage's key, so the run directory is left alone.
     // The model is resolved already (a Hub id would be looked up twice).
     const o = await runOptions(cmd, { ...opts, model: modelDir }, runDir, run.config);
+    const judge = judgeAsked ? await connectJudgeFlags(judgeAsked) : null;
     await fetchRunSets(o, datasets ?? o.config.evalDatasets);
-    const results = await evaluateRun(o, { run, lambda, datasets });
-    print(results, opts);
+    let rows: ResponseRow[] | undefined;
+    const results = await evaluateRun(o, {
+      run,
+      lambda,
+      datasets,
+      onRows: (r) => {
+        rows = r;
+      },
+    });
+    let j: JudgeJson | undefined;
+    if (judge) {
+      // Resumed: the eval stage's rows are responses.jsonl. judge.json belongs to those rows; a look at other
+      // settings (another λ, other sets) is judged and printed, and only the cache is kept in the run directory.
+      const stage = readResponses(runDir);
+      const judged = rows ?? stage;
+      const isStage = sameRows(judged, stage);
+      j = await runJudge(judge, judged, { cacheDir: runDir, writeDir: isStage ? runDir : null }, opts);
+    }
+    print(results, opts, j);
   });
 }
 
-function print(results: EvalResult[], opts: CommonOpts): void {
-  if (opts.json) process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);
-  else process.stdout.write(`${formatTable(results)}\n`);
+/** Whether two lists of response rows are the same rows (the eval stage's, when one is responses.jsonl). */
+function sameRows(a: readonly ResponseRow[], b: readonly ResponseRow[]): boolean {
+  const id = (r: ResponseRow) => JSON.stringify([r.dataset, r.condition, r.lambda, r.alpha, r.index, r.response]);
+  return a.length === b.length && a.every((r, i) => id(r) === id(b[i]!));
+}
+
+function print(results: EvalResult[], opts: CommonOpts, judge?: JudgeJson): void {
+  if (opts.json) {
+    const extra = judge
+      ? { judge: { judge: judge.judge, rubric_version: judge.rubric_version, agreement: judge.agreement } }
+      : {};
+    process.stdout.write(`${JSON.stringify({ results, ...extra }, null, 2)}\n`);
+  } else {
+    process.stdout.write(`${formatTable(results, judge)}\n`);
+    if (judge) process.stdout.write(`\n${formatAgreement(judge)}\n`);
+  }
 }
