@@ -17,8 +17,10 @@ import { loadModel } from '../src/model/load.js';
 import { greedyGenerate, lastLogits } from '../src/engine/generate.js';
 import type { Model } from '../src/engine/model.js';
 import { readGgufHeader } from '../src/io/gguf.js';
-import { encodeChat, type ChatMessage } from '../src/tokenizer/chat.js';
+import { ChatTemplate, encodeChat, type ChatMessage } from '../src/tokenizer/chat.js';
+import { deriveTurnFormat, ollamaModelfile } from '../src/method/modelfile.js';
 import { mulberry32 } from '../src/rng.js';
+import { makeSmallRun, runScalpel } from './support/cli.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const FIXTURES = path.join(root, 'test', 'fixtures', 'models');
@@ -238,3 +240,78 @@ for (const c of CASES) {
     }
   });
 }
+
+test('bake --format gguf refuses Gemma (with the reason) and existing files, writing nothing', async () => {
+  const folder = fs.mkdtempSync(path.join(tmp, 'refused-'));
+  const file = path.join(folder, 'model.gguf');
+  await assert.rejects(
+    exportGguf({
+      modelDir: path.join(FIXTURES, 'gemma2'),
+      outFile: file,
+      direction: randomUnit(64, 1),
+      provenance: {},
+    }),
+    /normalises each block's output before it joins the residual stream, so a weight edit cannot remove a direction exactly/,
+  );
+  assert.deepEqual(fs.readdirSync(folder), []);
+  fs.writeFileSync(file, 'taken');
+  await assert.rejects(
+    exportGguf({ modelDir: path.join(FIXTURES, 'llama'), outFile: file, direction: randomUnit(64, 1), provenance: {} }),
+    /model\.gguf: exists; choose a new file name/,
+  );
+  fs.rmSync(file);
+  fs.writeFileSync(path.join(folder, 'Modelfile'), 'FROM elsewhere');
+  await assert.rejects(
+    exportGguf({ modelDir: path.join(FIXTURES, 'llama'), outFile: file, direction: randomUnit(64, 1), provenance: {} }),
+    /Modelfile: exists; write the GGUF file into a folder without a Modelfile/,
+  );
+  assert.deepEqual(fs.readdirSync(folder), ['Modelfile']);
+});
+
+test('scalpel bake --run RUN --format gguf: the CLI writes the GGUF file and a Modelfile with the chat template translated', {
+  timeout: 300_000,
+}, () => {
+  const run = path.join(tmp, 'run');
+  makeSmallRun(run);
+  const out = path.join(tmp, 'cli', 'tiny.gguf');
+  fs.mkdirSync(path.dirname(out));
+  const r = runScalpel('bake', '--run', run, '--out', out, '--format', 'gguf', '--quant', 'q8_0');
+  assert.match(
+    r.err,
+    /baked the false-refusal vector \(λ = 1\) of position -?\d+, layer \d+ into 13 tensors: .*tiny\.gguf \(and .*Modelfile\)/,
+  );
+  const h = readGgufHeader(out);
+  assert.equal(h.metadata.get('general.architecture'), 'llama');
+  assert.equal(h.metadata.get('general.file_type'), 7); // MOSTLY_Q8_0
+  assert.equal(h.metadata.get('scalpel.run'), run);
+  assert.equal(h.tensors.find((t) => t.name === 'blk.0.attn_output.weight')?.dtype, 'q8_0');
+  assert.equal(h.tensors.find((t) => t.name === 'blk.0.attn_norm.weight')?.dtype, 'f32');
+  const modelfile = fs.readFileSync(path.join(path.dirname(out), 'Modelfile'), 'utf8');
+  assert.match(modelfile, /^FROM \.\/tiny\.gguf$/m);
+  assert.match(modelfile, /^PARAMETER stop "<\|end\|>"$/m);
+  assert.match(modelfile, /^TEMPLATE """.*\{\{ range \.Messages \}\}.*"""$/m);
+});
+
+test('Modelfile: a per-role chat template becomes an Ollama Go template; one that is not, a comment', () => {
+  const chatml = ChatTemplate.fromString(
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+    'chatml',
+  );
+  const text = ollamaModelfile({ ggufFile: 'm.gguf', modelName: 'm', chat: chatml, stopTokens: ['<|im_end|>'] });
+  assert.ok(
+    text.includes(
+      'TEMPLATE """{{ "" }}{{ range .Messages }}{{ if eq .Role "system" }}{{ "<|im_start|>system\\n" }}{{ .Content }}{{ "<|im_end|>\\n" }}{{ end }}{{ if eq .Role "user" }}{{ "<|im_start|>user\\n" }}{{ .Content }}{{ "<|im_end|>\\n" }}{{ end }}{{ if eq .Role "assistant" }}{{ "<|im_start|>assistant\\n" }}{{ .Content }}{{ "<|im_end|>\\n" }}{{ end }}{{ end }}{{ "<|im_start|>assistant\\n" }}"""',
+    ),
+    text,
+  );
+  assert.match(text, /^PARAMETER stop "<\|im_end\|>"$/m);
+  // A default system prompt when none is given is not a fixed prefix per role: left to Ollama, said so.
+  const withDefault = ChatTemplate.fromString(
+    "{% if messages[0]['role'] != 'system' %}{{ 'SYS: be nice\\n' }}{% endif %}{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\\n' }}{% endfor %}",
+    'default-system',
+  );
+  assert.equal(deriveTurnFormat(withDefault), null);
+  const fallback = ollamaModelfile({ ggufFile: 'm.gguf', modelName: 'm', chat: withDefault, stopTokens: [] });
+  assert.doesNotMatch(fallback, /^TEMPLATE/m);
+  assert.match(fallback, /could not be translated to Ollama's Go template/);
+});
