@@ -78,6 +78,8 @@ export {
   validateIntervention,
 } from './method/intervention.js';
 export { type BakeOptions, type BakeResult, bakeAblation, bakeableDirection } from './method/bake.js';
+export { type GgufExportOptions, type GgufExportResult, exportGguf } from './method/export-gguf.js';
+export { type ModelGgufOptions, writeModelGguf } from './model/gguf-export.js';
 export { readRunJson, type RunJson } from './method/rundir.js';
 
 // Files and errors.
