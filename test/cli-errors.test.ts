@@ -223,3 +223,23 @@ test('scalpel ability: bad flags and a missing sample are one line each', () => 
   }
   fs.rmSync(empty, { recursive: true, force: true });
 });
+
+test('scalpel bake: --dtype / --quant that do not fit --format fail in one line before the run is opened', () => {
+  const notRun = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-cli-err-'));
+  const out = path.join(notRun, 'model.gguf');
+  const cases: [string[], RegExp][] = [
+    [['--quant', 'q8_0'], /^scalpel: --quant q8_0: only --format gguf takes --quant, not --format hf$/],
+    [['--format', 'hf', '--dtype', 'f16'], /^scalpel: --dtype f16: only --format gguf takes --dtype, not --format hf$/],
+    [['--format', 'gguf', '--dtype', 'f64'], /^scalpel: --dtype: expected one of f32, f16, bf16, got "f64"$/],
+    [['--format', 'gguf', '--quant', 'q4_0'], /^scalpel: --quant: expected one of q8_0, got "q4_0"$/],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = spawnSync(process.execPath, [BIN, 'bake', '--run', notRun, '--out', out, ...args], { encoding: 'utf8' });
+    assert.equal(r.status, 1, `bake ${args.join(' ')}: ${r.stdout} ${r.stderr}`);
+    const lines = r.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
+    assert.match(lines[0]!, pattern);
+  }
+  assert.deepEqual(fs.readdirSync(notRun), [], 'nothing written');
+  fs.rmSync(notRun, { recursive: true });
+});

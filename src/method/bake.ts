@@ -49,12 +49,12 @@ export interface BakeResult {
   weightFiles: string[];
 }
 
-const EMBED = 'model.embed_tokens.weight';
-const HEAD = 'lm_head.weight';
+export const EMBED = 'model.embed_tokens.weight';
+export const HEAD = 'lm_head.weight';
 const WRITER = /^model\.layers\.(\d+)\.(self_attn\.o_proj|mlp\.down_proj)\.(weight|bias)$/;
 const INDEX = 'model.safetensors.index.json';
 
-function unitDirection(direction: ArrayLike<number>, width: number, where: string): Float64Array {
+export function unitDirection(direction: ArrayLike<number>, width: number, where: string): Float64Array {
   if (direction.length !== width)
     throw new ScalpelError(`${where}: direction has ${direction.length} values, the model's hidden size is ${width}`);
   const n = norm(direction);
@@ -95,6 +95,17 @@ function projectRows(t: Tensor, d: Float64Array): Tensor {
   return { ...t, data: fromFloat32(out, t.dtype) };
 }
 
+/**
+ * One checkpoint tensor (by its Hugging Face name) as the bake leaves it: the token embedding and every residual
+ * writer (o_proj, down_proj, their biases) with d projected out, anything else unchanged (the same object). `d` is
+ * a unit vector (unitDirection). Exports to other formats call this so they stay the same edit as the bake.
+ */
+export function bakeTensor(t: Tensor, d: Float64Array): Tensor {
+  if (t.name === EMBED) return projectRows(t, d);
+  if (WRITER.test(t.name)) return t.shape.length === 2 ? projectColumns(t, d) : projectRows(t, d);
+  return t;
+}
+
 function checkOutDir(outDir: string): void {
   if (!fs.existsSync(outDir)) return;
   if (!fs.statSync(outDir).isDirectory())
@@ -104,7 +115,7 @@ function checkOutDir(outDir: string): void {
 }
 
 /** The model's config.json, parsed; refused when its architecture would bring a removed direction back. */
-function readBakeableConfig(modelDir: string) {
+export function readBakeableConfig(modelDir: string) {
   const configPath = path.join(modelDir, 'config.json');
   if (!fs.existsSync(configPath))
     throw new ScalpelError(`${configPath}: file is missing, expected a Hugging Face model directory with config.json`);
@@ -190,10 +201,7 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
           specs,
           async (spec) => {
             const t = await src.read(spec.name === HEAD && untied ? EMBED : spec.name);
-            let data = t.data;
-            if (spec.name === EMBED) data = projectRows(t, d).data;
-            else if (WRITER.test(spec.name))
-              data = (t.shape.length === 2 ? projectColumns(t, d) : projectRows(t, d)).data;
+            const data = spec.name === HEAD ? t.data : bakeTensor(t, d).data;
             if (data !== t.data) changed.push(spec.name);
             done += t.data.byteLength;
             o.onProgress?.(Math.min(done, total), total);

@@ -4,6 +4,8 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ScalpelError } from '../../errors.js';
 import { bakeAblation, bakeableDirection } from '../../method/bake.js';
+import { exportGguf, GGUF_DTYPES, GGUF_QUANTS, type GgufQuant } from '../../method/export-gguf.js';
+import type { WeightDType } from '../../tensor.js';
 import { interventionFromRun, inRunFile } from '../../method/intervention.js';
 import { FILES } from '../../method/rundir.js';
 import { MODEL_HELP, lambdaFlag, openRun } from '../options.js';
@@ -19,7 +21,24 @@ interface BakeFlags {
   format: string;
   model?: string;
   lambda?: string;
+  dtype?: string;
+  quant?: string;
   quiet?: boolean;
+}
+
+/** --dtype / --quant, checked before the run is opened (they apply to --format gguf only). */
+function ggufFlags(flags: BakeFlags): { dtype?: WeightDType; quant?: GgufQuant } {
+  for (const [flag, value, allowed] of [
+    ['--dtype', flags.dtype, GGUF_DTYPES],
+    ['--quant', flags.quant, GGUF_QUANTS],
+  ] as const) {
+    if (value === undefined) continue;
+    if (flags.format !== 'gguf')
+      throw new ScalpelError(`${flag} ${value}: only --format gguf takes ${flag}, not --format ${flags.format}`);
+    if (!(allowed as readonly string[]).includes(value))
+      throw new ScalpelError(`${flag}: expected one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
+  }
+  return { dtype: flags.dtype as WeightDType | undefined, quant: flags.quant as GgufQuant | undefined };
 }
 
 export function register(program: Command): void {
@@ -37,13 +56,17 @@ export function register(program: Command): void {
     )
     .option('--model <model>', `the model the run was made with: ${MODEL_HELP} (default: the run's)`)
     .option('--lambda <x>', "partial orthogonalization strength λ in [0, 1] (default: the run's)")
+    .option('--dtype <dtype>', "gguf: storage of the weight matrices, f32 | f16 | bf16 (default: the model's)")
+    .option('--quant <type>', 'gguf: quantize the weight matrices, q8_0 (norms and biases stay f32)')
     .option('--quiet', 'no progress bar or log lines')
     .action(async (flags: BakeFlags) => {
       if (!(BAKE_FORMATS as readonly string[]).includes(flags.format))
         throw new ScalpelError(
           `--format: expected one of ${BAKE_FORMATS.join(', ')}, got ${JSON.stringify(flags.format)}`,
         );
-      if (flags.format !== 'hf') throw new ScalpelError(`--format ${flags.format}: not implemented yet (issue 13)`);
+      if (flags.format !== 'hf' && flags.format !== 'gguf')
+        throw new ScalpelError(`--format ${flags.format}: not implemented yet (issue 13)`);
+      const gguf = ggufFlags(flags);
       const { runDir, run, modelDir } = await openRun(flags.run, flags.model, flags.quiet);
       // The run's ablation mode and α (bake has no flags for them, so errors name run.json's fields); λ may change.
       const request = { run, lambda: lambdaFlag(flags.lambda) };
@@ -53,9 +76,8 @@ export function register(program: Command): void {
       const log = logger(flags.quiet);
       const bar = progressFactory({ quiet: flags.quiet })('baking (MB)', 1);
       const mb = (bytes: number) => Math.round(bytes / 1e6);
-      const res = await bakeAblation({
+      const common = {
         modelDir,
-        outDir: resolve(flags.out),
         direction,
         provenance: {
           scalpel_source_model: modelDir,
@@ -65,10 +87,16 @@ export function register(program: Command): void {
           scalpel_layer: String(chosen.layer),
           scalpel_lambda: String(lambda),
         },
-        onProgress: (done, total) => bar.update(mb(done), mb(total)),
-      }).finally(() => bar.stop());
+        onProgress: (done: number, total: number) => bar.update(mb(done), mb(total)),
+      };
+      const res =
+        flags.format === 'gguf'
+          ? await exportGguf({ ...common, outFile: flags.out, ...gguf }).finally(() => bar.stop())
+          : await bakeAblation({ ...common, outDir: resolve(flags.out) }).finally(() => bar.stop());
+      const written = 'outFile' in res ? `${res.outFile} (and ${res.modelfile})` : res.outDir;
       log(
-        `baked ${sel.target === 'true' ? 'the true-refusal direction' : `the false-refusal vector (λ = ${lambda})`} of position ${chosen.position}, layer ${chosen.layer} into ${res.changed.length} tensors${res.untied ? ' (the output head, tied before, keeps the original embedding)' : ''}: ${res.outDir}`,
+        `baked ${sel.target === 'true' ? 'the true-refusal direction' : `the false-refusal vector (λ = ${lambda})`} of position ${chosen.position}, layer ${chosen.layer} into ${res.changed.length} tensors${res.untied ? ' (the output head, tied before, keeps the original embedding)' : ''}: ${written}`,
       );
+      if ('notes' in res) for (const note of res.notes) log(`note: ${note}`);
     });
 }
