@@ -81,6 +81,9 @@ export { type BakeOptions, type BakeResult, bakeAblation, bakeableDirection } fr
 export { readRunJson, type RunJson } from './method/rundir.js';
 // `scalpel sweep`: a run evaluated at many settings in one shared generation pass (sweep.json).
 export { runSweep, type SweepJson, type SweepPoint, type SweepRequest } from './method/sweep.js';
+// `scalpel report`: a run directory as one self-contained HTML page; the statistics its headline uses.
+export { buildReport, writeReport } from './report/build.js';
+export { mcnemarExact, wilsonInterval } from './method/stats.js';
 
 // Files and errors.
 export { readSafetensors, readSafetensorsHeader, writeSafetensors } from './io/safetensors.js';

@@ -77,8 +77,8 @@ function gridSpec(rows: PointRate[], datasets: string[], lambdas: number[], alph
       width: Math.max(120, lambdas.length * 38),
       height: Math.max(28, alphas.length * 28),
       encoding: {
-        x: { field: 'lambda', type: 'ordinal', title: 'λ', sort: lambdas, axis: { labelAngle: 0 } },
-        y: { field: 'alpha', type: 'ordinal', title: 'α', sort: alphas },
+        x: { field: 'lambda', type: 'ordinal', title: 'λ', sort: lambdas, axis: { labelAngle: 0, grid: false } },
+        y: { field: 'alpha', type: 'ordinal', title: 'α', sort: alphas, axis: { grid: false } },
       },
       layer: [
         {
