@@ -43,7 +43,14 @@ function curvesSpec(rows: PointRate[], datasets: string[]): TopLevelSpec {
     height: 240,
     data: { values: rows },
     encoding: {
-      x: { field: 'lambda', type: 'quantitative', title: 'λ (partial orthogonalisation)', scale: { domain: [0, 1] } },
+      // A little room either side, so the λ = 0 and λ = 1 points and their intervals clear the axes.
+      x: {
+        field: 'lambda',
+        type: 'quantitative',
+        title: 'λ (partial orthogonalisation)',
+        scale: { domain: [-0.04, 1.04], nice: false },
+        axis: { values: [0, 0.25, 0.5, 0.75, 1], format: '~g' },
+      },
       color: { field: 'dataset', type: 'nominal', sort: datasets, title: null },
     },
     layer: [
