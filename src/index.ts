@@ -107,6 +107,9 @@ export {
   prepareAbility,
 } from './method/ability.js';
 export { type AbilityRunOptions, runAbility } from './method/ability-run.js';
+// `scalpel report`: a run directory as one self-contained HTML page; the statistics its headline uses.
+export { buildReport, writeReport } from './report/build.js';
+export { mcnemarExact, wilsonInterval } from './method/stats.js';
 
 // Files and errors.
 export { readSafetensors, readSafetensorsHeader, writeSafetensors } from './io/safetensors.js';

@@ -14,7 +14,14 @@ const CONFIG = {
   padding: 4,
   view: { stroke: '#bbb' },
   axis: { labelFontSize: 12, titleFontSize: 12, titleFontWeight: 600, grid: true, gridColor: '#eee', labelLimit: 260 },
-  legend: { labelFontSize: 12, titleFontSize: 12, orient: 'bottom', direction: 'horizontal', columns: 3 },
+  legend: {
+    labelFontSize: 12,
+    titleFontSize: 12,
+    orient: 'bottom',
+    direction: 'horizontal',
+    columns: 2,
+    labelLimit: 260,
+  },
   header: { labelFontSize: 12, titleFontSize: 12, labelFontWeight: 600 },
   title: { fontSize: 13, anchor: 'start' },
   range: {

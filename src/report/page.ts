@@ -12,8 +12,8 @@ body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, H
 main { max-width: 1040px; margin: 0 auto; padding: 24px 28px 48px; background: white; }
 header h1 { font-size: 1.55rem; margin: 0 0 4px; line-height: 1.25; overflow-wrap: anywhere; }
 header p { margin: 0; color: var(--muted); }
-nav { margin: 16px 0 8px; padding: 8px 0; border-top: 1px solid var(--line); border-bottom: 1px solid var(--line); }
-nav a { color: var(--ink); margin-right: 14px; white-space: nowrap; font-size: 0.92rem; }
+nav { display: flex; flex-wrap: wrap; gap: 4px 14px; margin: 16px 0 8px; padding: 8px 0; border-top: 1px solid var(--line); border-bottom: 1px solid var(--line); }
+nav a { color: var(--ink); white-space: nowrap; font-size: 0.92rem; }
 section.report { margin-top: 28px; }
 h2 { font-size: 1.25rem; border-bottom: 2px solid var(--ink); padding-bottom: 4px; margin: 0 0 12px; }
 h3 { font-size: 1.05rem; margin: 22px 0 8px; overflow-wrap: anywhere; }

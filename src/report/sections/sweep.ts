@@ -43,7 +43,14 @@ function curvesSpec(rows: PointRate[], datasets: string[]): TopLevelSpec {
     height: 240,
     data: { values: rows },
     encoding: {
-      x: { field: 'lambda', type: 'quantitative', title: 'λ (partial orthogonalisation)', scale: { domain: [0, 1] } },
+      // A little room either side, so the λ = 0 and λ = 1 points and their intervals clear the axes.
+      x: {
+        field: 'lambda',
+        type: 'quantitative',
+        title: 'λ (partial orthogonalisation)',
+        scale: { domain: [-0.04, 1.04], nice: false },
+        axis: { values: [0, 0.25, 0.5, 0.75, 1], format: '~g' },
+      },
       color: { field: 'dataset', type: 'nominal', sort: datasets, title: null },
     },
     layer: [
@@ -77,8 +84,8 @@ function gridSpec(rows: PointRate[], datasets: string[], lambdas: number[], alph
       width: Math.max(120, lambdas.length * 38),
       height: Math.max(28, alphas.length * 28),
       encoding: {
-        x: { field: 'lambda', type: 'ordinal', title: 'λ', sort: lambdas, axis: { labelAngle: 0 } },
-        y: { field: 'alpha', type: 'ordinal', title: 'α', sort: alphas },
+        x: { field: 'lambda', type: 'ordinal', title: 'λ', sort: lambdas, axis: { labelAngle: 0, grid: false } },
+        y: { field: 'alpha', type: 'ordinal', title: 'α', sort: alphas, axis: { grid: false } },
       },
       layer: [
         {
