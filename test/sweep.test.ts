@@ -98,6 +98,16 @@ test('sweep: the run’s own setting and baseline equal its eval stage; a rerun 
   const third = runScalpel('sweep', '--run', dir, '--lambda', '1,0.5');
   assert.doesNotMatch(third.err, /generating/);
   assert.deepEqual(readSweep(dir), s2);
+  // --force computes the requested settings again, in place of their old points.
+  const forced = runScalpel('sweep', '--run', dir, '--lambda', '0.5', '--force');
+  assert.match(forced.err, /generating 1 settings/);
+  const s3 = readSweep(dir);
+  assert.deepEqual(
+    s3.points.map((p) => p.lambda),
+    [0, 1, 0.5],
+  );
+  assert.deepEqual(rates(s3.points[2]!.results), rates(s2.points[2]!.results));
+  assert.equal(fs.readFileSync(path.join(dir, 'sweep-responses.jsonl'), 'utf8').trim().split('\n').length, 24 * 4);
 });
 
 test('sweep: a sweep killed part-way leaves only whole files and resumes to the figures of an uninterrupted one', async () => {

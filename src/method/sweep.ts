@@ -299,6 +299,12 @@ export async function runSweep(o: RunOptions, req: SweepRequest): Promise<SweepJ
         };
   sweep.max_new_tokens = maxNew;
   for (const d of datasets) if (!sweep.datasets.includes(d)) sweep.datasets.push(d);
+  const settings: Setting[] = [];
+  for (const lambda of req.lambdas)
+    for (const alpha of req.alphas) settings.push({ lambda, alpha, ablation: req.ablation, reselect: req.reselect });
+  // --force: the requested settings are computed again (their old points and rows go).
+  if (o.force)
+    sweep.points = sweep.points.filter((p) => !settings.some((t) => matches(p, t, datasets, maxNew, context)));
   // Rows of points and baselines that sweep.json records (a kill between the two writes leaves extra rows).
   const isRecorded = (r: SweepResponseRow) =>
     r.condition === 'baseline'
@@ -327,9 +333,6 @@ export async function runSweep(o: RunOptions, req: SweepRequest): Promise<SweepJ
     writeFileAtomicSync(join(o.runDir, FILES.sweep), `${JSON.stringify(sweep, null, 2)}\n`);
   };
 
-  const settings: Setting[] = [];
-  for (const lambda of req.lambdas)
-    for (const alpha of req.alphas) settings.push({ lambda, alpha, ablation: req.ablation, reselect: req.reselect });
   const todo = settings.filter(
     (s, i) =>
       settings.findIndex((t) => t.lambda === s.lambda && t.alpha === s.alpha) === i &&
