@@ -4,7 +4,7 @@
 // against lastLogits, KL against itself, and the command on a small run.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -228,7 +228,14 @@ test('scalpel ability without a data directory fetches the samples it needs (pin
     const sizes = ['--n-mmlu', '3', '--n-arc', '2', '--n-ppl-docs', '0', '--json', '--quiet'];
     const env: NodeJS.ProcessEnv = { ...process.env, SCALPEL_CACHE: cache, SCALPEL_DATASETS_ENDPOINT: server.url };
     delete env['SCALPEL_DATA'];
-    const r = spawnSync(process.execPath, [BIN, 'ability', '--model', TINY_CHAT, ...sizes], { encoding: 'utf8', env });
+    // Spawned asynchronously: the raw-file server runs in this process and must keep answering.
+    const child = spawn(process.execPath, [BIN, 'ability', '--model', TINY_CHAT, ...sizes], { env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const status = await new Promise<number | null>((res) => child.on('close', res));
+    const r = { status, stdout, stderr };
     assert.equal(r.status, 0, r.stderr);
     // MMLU's ten files and ARC's one; WikiText-2 was not asked for.
     assert.equal(server.count(), 11);
