@@ -4,6 +4,7 @@
 // against lastLogits, KL against itself, and the command on a small run.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,7 +14,8 @@ import { hookName, type HookMap } from '../src/engine/types.js';
 import { firstTokenKl, measureAbility, percentile, prepareAbility } from '../src/method/ability.js';
 import { logSoftmax } from '../src/method/math.js';
 import { loadModel } from '../src/model/load.js';
-import { ROOT, TINY_CHAT, makeSmallRun, runScalpel } from './support/cli.js';
+import { BIN, ROOT, TINY_CHAT, makeSmallRun, runScalpel } from './support/cli.js';
+import { startRawServer } from './support/raw-server.js';
 
 const DATA = path.resolve(ROOT, '..', 'shared', 'datasets', 'raw');
 const noData = fs.existsSync(DATA) ? false : `no shared data at ${DATA}`;
@@ -215,4 +217,33 @@ test('scalpel ability --run on a small run: ability.json in the contract shape; 
   assert.equal(alone.conditions.edited, null);
   assert.equal(alone.kl, null);
   assert.equal(alone.settings, null);
+});
+
+test('scalpel ability without a data directory fetches the samples it needs (pinned, verified) and reads them from the cache', {
+  skip: noData,
+}, async () => {
+  const server = await startRawServer(DATA);
+  try {
+    const cache = path.join(tmp, 'cache');
+    const sizes = ['--n-mmlu', '3', '--n-arc', '2', '--n-ppl-docs', '0', '--json', '--quiet'];
+    const env: NodeJS.ProcessEnv = { ...process.env, SCALPEL_CACHE: cache, SCALPEL_DATASETS_ENDPOINT: server.url };
+    delete env['SCALPEL_DATA'];
+    // Spawned asynchronously: the raw-file server runs in this process and must keep answering.
+    const child = spawn(process.execPath, [BIN, 'ability', '--model', TINY_CHAT, ...sizes], { env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const status = await new Promise<number | null>((res) => child.on('close', res));
+    const r = { status, stdout, stderr };
+    assert.equal(r.status, 0, r.stderr);
+    // MMLU's ten files and ARC's one; WikiText-2 was not asked for.
+    assert.equal(server.count(), 11);
+    assert.ok(fs.existsSync(path.join(cache, 'datasets', 'mmlu', 'dev', 'world_religions_dev.csv')));
+    assert.ok(!fs.existsSync(path.join(cache, 'datasets', 'wikitext2')));
+    const fromRaw = JSON.parse(runScalpel('ability', '--model', TINY_CHAT, ...sizes, '--data-dir', DATA).out);
+    assert.deepEqual(JSON.parse(r.stdout).conditions, fromRaw.conditions);
+  } finally {
+    await server.close();
+  }
 });

@@ -1,6 +1,7 @@
 // scalpel datasets: the prompt sets Scalpel knows by name, with their sizes, pinned sources and licences; and
 // `scalpel datasets fetch`, which downloads the public ones into the cache and verifies them.
 import type { Command } from 'commander';
+import { ABILITY_SETS, abilitySources } from '../../method/ability-data.js';
 import { DATASETS, loadPromptSet, resolveDataDir, setSource } from '../../method/datasets.js';
 import { fetchDatasets } from '../../method/fetch.js';
 import { datasetCacheDir, datasetsEndpoint } from '../../method/sources.js';
@@ -34,8 +35,22 @@ function list(opts: { dataDir?: string; json?: boolean }): void {
       note,
     };
   });
+  // The general-ability samples (`scalpel ability`): several files each, not prompt sets.
+  const ability = ABILITY_SETS.map((a) => ({
+    name: a.name,
+    source: a.source,
+    files: abilitySources(a).map((s) => ({
+      file: s.file,
+      repo: s.repo,
+      commit: s.commit,
+      path: s.path,
+      sha256: s.sha256,
+      bytes: s.bytes,
+    })),
+    licence: abilitySources(a)[0]!.licence,
+  }));
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify({ dataDir: dataDir ?? null, cache, datasets: rows }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ dataDir: dataDir ?? null, cache, datasets: rows, ability }, null, 2)}\n`);
     return;
   }
   const w = Math.max(...rows.map((r) => r.name.length));
@@ -51,6 +66,16 @@ function list(opts: { dataDir?: string; json?: boolean }): void {
       if (r.upstream) process.stdout.write(`${indent}upstream  ${r.upstream}\n`);
       process.stdout.write(`${indent}licence   ${r.licence}\n`);
     }
+  }
+  process.stdout.write('general-ability samples (scalpel ability):\n');
+  for (const a of ability) {
+    process.stdout.write(
+      `${a.name.padEnd(w)}${`${a.files.length} file${a.files.length === 1 ? '' : 's'}`.padStart(11)}  ${a.source}\n`,
+    );
+    process.stdout.write(
+      `${indent}source    ${a.files[0]!.repo}@${a.files[0]!.commit} ${a.files[0]!.path}${a.files.length > 1 ? ` and ${a.files.length - 1} more` : ''}\n`,
+    );
+    process.stdout.write(`${indent}licence   ${a.licence}\n`);
   }
 }
 
