@@ -34,6 +34,8 @@ export interface BakeOptions {
   outDir: string;
   /** The direction to remove, [width]; normalised here. */
   direction: ArrayLike<number>;
+  /** Share of the projection removed, W ← (I − s d dᵀ) W (default 1, the ablation; the adapters' scale 0.5 = 0.5). */
+  strength?: number;
   /** Provenance, written to scalpel_bake.json and into every weight file's safetensors metadata. */
   provenance: Record<string, string>;
   /** Told after each tensor how many weight bytes are done, and the total. */
@@ -54,7 +56,7 @@ const HEAD = 'lm_head.weight';
 const WRITER = /^model\.layers\.(\d+)\.(self_attn\.o_proj|mlp\.down_proj)\.(weight|bias)$/;
 const INDEX = 'model.safetensors.index.json';
 
-function unitDirection(direction: ArrayLike<number>, width: number, where: string): Float64Array {
+export function unitDirection(direction: ArrayLike<number>, width: number, where: string): Float64Array {
   if (direction.length !== width)
     throw new ScalpelError(`${where}: direction has ${direction.length} values, the model's hidden size is ${width}`);
   const n = norm(direction);
@@ -63,8 +65,8 @@ function unitDirection(direction: ArrayLike<number>, width: number, where: strin
   return unit(direction);
 }
 
-/** W ← (I − d dᵀ) W for W [rows = width, cols]: every column loses its component along d. */
-function projectColumns(t: Tensor, d: Float64Array): Tensor {
+/** W ← (I − s d dᵀ) W for W [rows = width, cols]: every column loses (share s of) its component along d. */
+function projectColumns(t: Tensor, d: Float64Array, s: number): Tensor {
   const [rows, cols] = t.shape as [number, number];
   const w = toFloat32(t);
   const u = new Float64Array(cols); // u = dᵀ W
@@ -73,6 +75,7 @@ function projectColumns(t: Tensor, d: Float64Array): Tensor {
     const o = r * cols;
     for (let c = 0; c < cols; c++) u[c]! += dr * w[o + c]!;
   }
+  for (let c = 0; c < cols; c++) u[c]! *= s;
   const out = new Float32Array(w.length);
   for (let r = 0; r < rows; r++) {
     const dr = d[r]!;
@@ -82,20 +85,21 @@ function projectColumns(t: Tensor, d: Float64Array): Tensor {
   return { ...t, data: fromFloat32(out, t.dtype) };
 }
 
-/** Each row x of E [rows, width] (an embedding) or a single [width] bias: x ← x − (x·d) d. */
-function projectRows(t: Tensor, d: Float64Array): Tensor {
+/** Each row x of E [rows, width] (an embedding) or a single [width] bias: x ← x − s (x·d) d. */
+function projectRows(t: Tensor, d: Float64Array, s: number): Tensor {
   const width = d.length;
   const x = toFloat32(t);
   const out = new Float32Array(x.length);
   for (let o = 0; o < x.length; o += width) {
     let p = 0;
     for (let j = 0; j < width; j++) p += x[o + j]! * d[j]!;
+    p *= s;
     for (let j = 0; j < width; j++) out[o + j] = x[o + j]! - p * d[j]!;
   }
   return { ...t, data: fromFloat32(out, t.dtype) };
 }
 
-function checkOutDir(outDir: string): void {
+export function checkOutDir(outDir: string): void {
   if (!fs.existsSync(outDir)) return;
   if (!fs.statSync(outDir).isDirectory())
     throw new ScalpelError(`${outDir}: exists and is a file; choose a new directory for the baked model`);
@@ -104,7 +108,7 @@ function checkOutDir(outDir: string): void {
 }
 
 /** The model's config.json, parsed; refused when its architecture would bring a removed direction back. */
-function readBakeableConfig(modelDir: string) {
+export function readBakeableConfig(modelDir: string) {
   const configPath = path.join(modelDir, 'config.json');
   if (!fs.existsSync(configPath))
     throw new ScalpelError(`${configPath}: file is missing, expected a Hugging Face model directory with config.json`);
@@ -143,6 +147,8 @@ export function bakeableDirection(iv: Intervention, modelDir: string, label: Set
 export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
   const { config, args } = readBakeableConfig(o.modelDir);
   const d = unitDirection(o.direction, args.width, 'bake');
+  const s = o.strength ?? 1;
+  if (!(s >= 0 && s <= 1)) throw new ScalpelError(`bake: strength ${s}: expected a number in [0, 1]`);
   checkOutDir(o.outDir);
   const { files, weightMap } = findWeightFiles(o.modelDir);
   const names = new Map<string, SafetensorsEntry>(); // every tensor, from the headers (validated before any data is read)
@@ -191,9 +197,9 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
           async (spec) => {
             const t = await src.read(spec.name === HEAD && untied ? EMBED : spec.name);
             let data = t.data;
-            if (spec.name === EMBED) data = projectRows(t, d).data;
+            if (spec.name === EMBED) data = projectRows(t, d, s).data;
             else if (WRITER.test(spec.name))
-              data = (t.shape.length === 2 ? projectColumns(t, d) : projectRows(t, d)).data;
+              data = (t.shape.length === 2 ? projectColumns(t, d, s) : projectRows(t, d, s)).data;
             if (data !== t.data) changed.push(spec.name);
             done += t.data.byteLength;
             o.onProgress?.(Math.min(done, total), total);
@@ -250,6 +256,7 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
         ...o.provenance,
         edit: 'W <- (I - d d^T) W for the token embedding, every self_attn.o_proj and mlp.down_proj (weights and biases)',
         untied_lm_head: untied,
+        ...(s !== 1 ? { strength: s } : {}),
         changed_tensors: changed.length,
         direction: Array.from(d, (v) => Math.fround(v)),
       })}\n`,
