@@ -16,9 +16,9 @@ export const controlVectorLayer = (scalpelLayer: number): number => scalpelLayer
 /** The control vector's tensors: α·v under direction.(L − 1), or a one-line error when llama.cpp has no such slot. */
 export function controlVectorTensors(add: ActAdd, numLayers: number, where: string) {
   const n = controlVectorLayer(add.layer);
-  if (n < 1 || n > numLayers - 1)
+  if (n < 1 || add.layer > numLayers - 1)
     throw new ScalpelError(
-      `${where}: the run adds α·r at layer ${add.layer}'s input; llama.cpp control vectors act on the outputs of blocks 1..${numLayers - 1} (Scalpel layers 2..${numLayers}), so this addition has no control vector`,
+      `${where}: the run adds α·r at layer ${add.layer}'s input; llama.cpp control vectors act on the outputs of blocks 1..${numLayers - 1}, which are Scalpel's layers 2..${numLayers - 1}, so this addition has no control vector`,
     );
   const data = Float32Array.from(add.vector, (v) => add.alpha * v);
   return [{ name: `direction.${n}`, dtype: 'f32' as const, shape: [data.length], data }];
