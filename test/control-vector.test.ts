@@ -31,16 +31,25 @@ interface Verdict {
   accepted: boolean;
 }
 
+/** The small run on the project's model with --alpha 1 that the reference verdict was made from (made once). */
+let made: string | undefined;
+function sharedRun(verdict: Verdict): string {
+  if (made) return made;
+  const run = path.join(tmp, 'run');
+  const flags = verdict.run_flags.filter((f) => f !== '--alpha' && f !== '1');
+  runScalpel('extract', '--model', TINY_CHAT, '--out', run, ...flags);
+  runScalpel('select', '--run', run, '--alpha', '1', ...flags);
+  made = run;
+  return run;
+}
+
 const spread = (x: Float32Array) => Math.max(...x) - Math.min(...x);
 const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
 
 test('control-vector: llama.cpp loader rules, the reference verdict, and the layer mapping through Scalpel hooks', async (t) => {
   const verdict = JSON.parse(fs.readFileSync(VERDICT, 'utf8')) as Verdict;
   assert.ok(verdict.accepted, 'the reference verdict itself must accept the file');
-  const run = path.join(tmp, 'run');
-  const flags = verdict.run_flags.filter((f) => f !== '--alpha' && f !== '1');
-  runScalpel('extract', '--model', TINY_CHAT, '--out', run, ...flags);
-  runScalpel('select', '--run', run, '--alpha', '1', ...flags);
+  const run = sharedRun(verdict);
   const file = path.join(tmp, 'cv.gguf');
   runScalpel('bake', '--run', run, '--out', file, '--format', 'control-vector', '--quiet');
 
@@ -122,4 +131,37 @@ test('control-vector: additions llama.cpp has no slot for (layers 0, 1 and past 
     );
   const [t] = controlVectorTensors({ layer: 5, vector: Float32Array.from([1, -2, 0, 3]), alpha: 2 }, 6, 'x');
   assert.deepEqual([t!.name, Array.from(t!.data)], ['direction.4', [2, -4, 0, 6]]);
+});
+
+test("bake --format peft-lora / gguf-lora: the CLI writes the run's ablation as adapters (the run with α = 0)", async () => {
+  const run = sharedRun(JSON.parse(fs.readFileSync(VERDICT, 'utf8')) as Verdict);
+  const noAdd = path.join(tmp, 'run-no-add');
+  fs.cpSync(run, noAdd, { recursive: true });
+  const runJson = JSON.parse(fs.readFileSync(path.join(noAdd, 'run.json'), 'utf8'));
+  fs.writeFileSync(
+    path.join(noAdd, 'run.json'),
+    JSON.stringify({ ...runJson, config: { ...runJson.config, alpha: 0 } }),
+  );
+  const { intervention } = await interventionFromRun(noAdd);
+  const peft = path.join(tmp, 'peft');
+  runScalpel('bake', '--run', noAdd, '--out', peft, '--format', 'peft-lora', '--quiet');
+  const config = JSON.parse(fs.readFileSync(path.join(peft, 'adapter_config.json'), 'utf8'));
+  assert.equal(config.base_model_name_or_path, TINY_CHAT);
+  const record = JSON.parse(fs.readFileSync(path.join(peft, 'scalpel_adapter.json'), 'utf8'));
+  assert.deepEqual(record.direction, Array.from(intervention.direction));
+  assert.equal(record.edited_tensors.length, 1 + 2 * 6);
+  const lora = path.join(tmp, 'ablation.lora.gguf');
+  runScalpel('bake', '--run', noAdd, '--out', lora, '--format', 'gguf-lora', '--quiet');
+  const h = readGgufHeader(lora);
+  assert.deepEqual(
+    ['general.architecture', 'general.type', 'adapter.type', 'adapter.lora.alpha'].map((k) => h.metadata.get(k)),
+    ['llama', 'adapter', 'lora', 1],
+  );
+  assert.equal(h.tensors.length, 2 * 13);
+  // lora_b of every matrix is −ŵ
+  const b = readGgufTensor(lora, h.tensors.find((x) => x.name === 'blk.3.ffn_down.weight.lora_b')!);
+  assert.deepEqual(
+    Array.from(b),
+    Array.from(intervention.direction, (v) => -v),
+  );
 });

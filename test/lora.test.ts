@@ -14,7 +14,8 @@ import { llamaCppLoraTensors, rankOneAdapter, writeGgufLora, writePeftAdapter } 
 import { loadModel } from '../src/model/load.js';
 import { greedyGenerate, lastLogits } from '../src/engine/generate.js';
 import { readGgufHeader, readGgufTensor } from '../src/io/gguf.js';
-import { readSafetensors } from '../src/io/safetensors.js';
+import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
+import { ScalpelError } from '../src/errors.js';
 import { toFloat32 } from '../src/io/dtype.js';
 import { mulberry32 } from '../src/rng.js';
 import { ROOT, TINY_CHAT } from './support/cli.js';
@@ -172,3 +173,34 @@ for (const [name, src] of [
     assert.ok(changed > 0, 'the edit changed no greedy continuation, so the comparison shows nothing');
   });
 }
+
+test('adapters are refused in one line where the bake is not a LoRA: Gemma, a tied head (llama.cpp), a writer bias', async () => {
+  const fixture = (n: string) => path.join(ROOT, 'test', 'fixtures', 'models', n);
+  const d64 = Array.from({ length: 64 }, (_, i) => Math.sin(i + 1));
+  const oneLine = (re: RegExp) => (e: unknown) =>
+    e instanceof ScalpelError && !e.message.includes('\n') && re.test(e.message);
+  await assert.rejects(
+    rankOneAdapter(fixture('gemma2'), d64),
+    oneLine(/normalises each block's output before it joins the residual stream/),
+  );
+  const tied = await rankOneAdapter(fixture('llama-tied'), d64);
+  const file = path.join(tmp, 'tied.lora.gguf');
+  await assert.rejects(
+    writeGgufLora(tied, file, { baseModel: 'x', provenance: {}, direction: d64, configPath: 'config.json' }),
+    oneLine(
+      /config\.json: the output head is tied to the token embedding, and llama\.cpp would apply a token_embd adapter to the tied head too/,
+    ),
+  );
+  assert.ok(!fs.existsSync(file));
+  // A copy of the llama fixture whose o_proj has a bias (as with attention_bias / o_proj biases in some checkpoints).
+  const biased = path.join(tmp, 'llama-biased');
+  fs.cpSync(fixture('llama'), biased, { recursive: true });
+  const tensors = await readSafetensors(path.join(biased, 'model.safetensors'));
+  const bias = 'model.layers.0.self_attn.o_proj.bias';
+  tensors.set(bias, { name: bias, dtype: 'f32', shape: [64], data: new Float32Array(64).fill(0.1) });
+  await writeSafetensors(path.join(biased, 'model.safetensors'), tensors);
+  await assert.rejects(
+    rankOneAdapter(biased, d64),
+    oneLine(/tensor model\.layers\.0\.self_attn\.o_proj\.bias is a bias, whose edit a LoRA adapter cannot carry/),
+  );
+});
