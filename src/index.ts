@@ -78,6 +78,8 @@ export {
   validateIntervention,
 } from './method/intervention.js';
 export { type BakeOptions, type BakeResult, bakeAblation, bakeableDirection } from './method/bake.js';
+export { type RankOneAdapter, rankOneAdapter, writeGgufLora, writePeftAdapter } from './method/lora.js';
+export { writeControlVector } from './method/control-vector.js';
 export { readRunJson, type RunJson } from './method/rundir.js';
 
 // Files and errors.
