@@ -38,7 +38,7 @@ const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) =>
 
 for (const file of fs.readdirSync(FIXTURES).filter((f) => f.endsWith('.json'))) {
   const name = file.replace(/\.json$/, '');
-  test(`peft-lora ${name}: PEFT's logits with Scalpel's adapter equal Scalpel's on the baked folder (f32)`, async () => {
+  test(`peft-lora ${name}: PEFT's logits with Scalpel's adapter equal Scalpel's on the baked folder (f32)`, async (t) => {
     const fx = JSON.parse(fs.readFileSync(path.join(FIXTURES, file), 'utf8')) as LoraFixture;
     const modelDir = path.join(ROOT, fx.model_dir);
     const adapterDir = path.join(tmp, `${name}-peft`);
@@ -70,6 +70,9 @@ for (const file of fs.readdirSync(FIXTURES).filter((f) => f.endsWith('.json'))) 
       worst = Math.max(worst, maxDiff(ours[i]!, c.peft_logits) / tol);
       effect = Math.max(effect, maxDiff(before[i]!, c.peft_logits) / tol);
     }
+    t.diagnostic(
+      `${name}: max |Scalpel bake − PEFT| ${worst.toExponential(2)} of the spread; edit effect ${effect.toFixed(3)}`,
+    );
     assert.ok(worst <= 1e-4, `${name}: |Scalpel bake − PEFT adapter| = ${worst.toExponential(2)} of the logit spread`);
     assert.ok(effect > 1e-2, `${name}: the edit changes the logits by only ${effect} of the spread`);
   });
@@ -145,7 +148,7 @@ for (const [name, src] of [
   ['llama', path.join(ROOT, 'test', 'fixtures', 'models', 'llama')],
   ['qwen2 (untied f32 copy)', path.join(ROOT, 'test', 'fixtures', 'models', 'qwen2')],
 ] as const) {
-  test(`gguf-lora ${name}: llama.cpp with the adapter at scale 1 and 0.5 gives the bake's greedy tokens`, async () => {
+  test(`gguf-lora ${name}: llama.cpp with the adapter at scale 1 and 0.5 gives the bake's greedy tokens`, async (t) => {
     const key = name.split(' ')[0]!;
     const dir = await f32UntiedCopy(src, path.join(tmp, `${key}-gguf-base`));
     const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
@@ -168,7 +171,9 @@ for (const [name, src] of [
       const want = greedyGenerate((await loadModel(baked)).model, ps, { maxNewTokens: N, eosTokenIds: [] });
       const got = await llamaCppGreedy(baseGguf, ps, N, [{ filePath: lora, scale }]);
       assert.deepEqual(got, want, `scale ${scale}: llama.cpp + adapter differs from the bake`);
-      changed += want.filter((w, i) => w.join() !== plain[i]!.join()).length;
+      const n = want.filter((w, i) => w.join() !== plain[i]!.join()).length;
+      t.diagnostic(`${key} scale ${scale}: ${ps.length}/${ps.length} prompts equal, ${n} of them changed by the edit`);
+      changed += n;
     }
     assert.ok(changed > 0, 'the edit changed no greedy continuation, so the comparison shows nothing');
   });
