@@ -96,6 +96,8 @@ export {
 export { type EndpointOptions, OpenAIEndpoint } from './method/openai-endpoint.js';
 export { type GgufExportOptions, type GgufExportResult, exportGguf } from './method/export-gguf.js';
 export { type ModelGgufOptions, writeModelGguf } from './model/gguf-export.js';
+export { type RankOneAdapter, rankOneAdapter, writeGgufLora, writePeftAdapter } from './method/lora.js';
+export { writeControlVector } from './method/control-vector.js';
 export { readRunJson, type RunJson } from './method/rundir.js';
 // `scalpel sweep`: a run evaluated at many settings in one shared generation pass (sweep.json).
 export { runSweep, type SweepJson, type SweepPoint, type SweepRequest } from './method/sweep.js';

@@ -243,3 +243,60 @@ test('scalpel bake: --dtype / --quant that do not fit --format fail in one line 
   assert.deepEqual(fs.readdirSync(notRun), [], 'nothing written');
   fs.rmSync(notRun, { recursive: true });
 });
+
+test('scalpel bake --format: exports that cannot be made fail in one line and write nothing', () => {
+  const run = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-cli-err-'));
+  const small = ['--n-train', '16', '--n-val', '8', '--quiet'];
+  const model = path.join(ROOT, 'models/scalpel-tiny-chat');
+  for (const args of [
+    ['extract', '--model', model, '--out', run, ...small],
+    ['select', '--run', run, '--alpha', '1', ...small],
+  ])
+    assert.equal(spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' }).status, 0, args.join(' '));
+  // The same run with α = 0 in run.json: nothing to export as a control vector.
+  const noAdd = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-cli-err-'));
+  fs.cpSync(run, noAdd, { recursive: true });
+  const runJson = JSON.parse(fs.readFileSync(path.join(noAdd, 'run.json'), 'utf8'));
+  fs.writeFileSync(
+    path.join(noAdd, 'run.json'),
+    JSON.stringify({ ...runJson, config: { ...runJson.config, alpha: 0 } }),
+  );
+  const out = path.join(os.tmpdir(), `scalpel-cli-err-out-${process.pid}`);
+  const cases: [string[], RegExp][] = [
+    [
+      ['--run', run, '--out', out, '--format', 'onnx'],
+      /^scalpel: --format: expected one of hf, gguf, peft-lora, gguf-lora, control-vector, got "onnx"$/,
+    ],
+    [
+      ['--run', run, '--out', out, '--format', 'peft-lora'],
+      /run\.json: config\.alpha is 1; activation addition cannot be written into weights/,
+    ],
+    [
+      ['--run', run, '--out', `${out}.gguf`, '--format', 'gguf-lora'],
+      /run\.json: config\.alpha is 1; activation addition cannot be written into weights/,
+    ],
+    [
+      ['--run', noAdd, '--out', `${out}.gguf`, '--format', 'control-vector'],
+      /run\.json: config\.alpha is 0, so the run adds no vector to export as a control vector; rerun select with --alpha$/,
+    ],
+    [
+      ['--run', run, '--out', run, '--format', 'control-vector'],
+      /^scalpel: --out .*: is a directory; this format writes one file/,
+    ],
+    [['--run', noAdd, '--out', noAdd, '--format', 'peft-lora'], /: exists and is not empty; choose a new directory/],
+    [
+      ['--run', noAdd, '--out', out, '--format', 'peft-lora', '--lambda', '1.5'],
+      /^scalpel: --lambda 1\.5: expected a number in \[0, 1\]$/,
+    ],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = spawnSync(process.execPath, [BIN, 'bake', ...args], { encoding: 'utf8' });
+    assert.equal(r.status, 1, `bake ${args.join(' ')}: ${r.stderr}`);
+    const lines = r.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
+    assert.match(lines[0]!, pattern);
+    assert.ok(!fs.existsSync(out) && !fs.existsSync(`${out}.gguf`), `bake ${args.join(' ')} wrote something`);
+  }
+  fs.rmSync(run, { recursive: true });
+  fs.rmSync(noAdd, { recursive: true });
+});

@@ -55,13 +55,11 @@ const snapshot = (dir: string) =>
 const RUN = path.join(tmp, 'run');
 
 test('scalpel run: all stages, run directory files, table', { timeout: 120_000 }, async () => {
-  const t0 = Date.now();
   const r = scalpel('run', '--model', model, '--out', RUN, ...small, ...modelFlags);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /chosen: position -\d+, layer \d+/);
   assert.match(r.out, /compliance rate/);
   assert.match(r.out, /builtin-pseudo-harmful-test:6\s+6\s/);
-  assert.ok(Date.now() - t0 < 60_000, 'well under a minute');
   assert.deepEqual(fs.readdirSync(RUN).sort(), [
     'candidates.safetensors',
     'eval.json',

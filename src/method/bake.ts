@@ -34,6 +34,8 @@ export interface BakeOptions {
   outDir: string;
   /** The direction to remove, [width]; normalised here. */
   direction: ArrayLike<number>;
+  /** Share of the projection removed, W ← (I − s d dᵀ) W (default 1, the ablation; the adapters' scale 0.5 = 0.5). */
+  strength?: number;
   /** Provenance, written to scalpel_bake.json and into every weight file's safetensors metadata. */
   provenance: Record<string, string>;
   /** Told after each tensor how many weight bytes are done, and the total. */
@@ -63,8 +65,8 @@ export function unitDirection(direction: ArrayLike<number>, width: number, where
   return unit(direction);
 }
 
-/** W ← (I − d dᵀ) W for W [rows = width, cols]: every column loses its component along d. */
-function projectColumns(t: Tensor, d: Float64Array): Tensor {
+/** W ← (I − s d dᵀ) W for W [rows = width, cols]: every column loses (share s of) its component along d. */
+function projectColumns(t: Tensor, d: Float64Array, s: number): Tensor {
   const [rows, cols] = t.shape as [number, number];
   const w = toFloat32(t);
   const u = new Float64Array(cols); // u = dᵀ W
@@ -73,6 +75,7 @@ function projectColumns(t: Tensor, d: Float64Array): Tensor {
     const o = r * cols;
     for (let c = 0; c < cols; c++) u[c]! += dr * w[o + c]!;
   }
+  for (let c = 0; c < cols; c++) u[c]! *= s;
   const out = new Float32Array(w.length);
   for (let r = 0; r < rows; r++) {
     const dr = d[r]!;
@@ -82,14 +85,15 @@ function projectColumns(t: Tensor, d: Float64Array): Tensor {
   return { ...t, data: fromFloat32(out, t.dtype) };
 }
 
-/** Each row x of E [rows, width] (an embedding) or a single [width] bias: x ← x − (x·d) d. */
-function projectRows(t: Tensor, d: Float64Array): Tensor {
+/** Each row x of E [rows, width] (an embedding) or a single [width] bias: x ← x − s (x·d) d. */
+function projectRows(t: Tensor, d: Float64Array, s: number): Tensor {
   const width = d.length;
   const x = toFloat32(t);
   const out = new Float32Array(x.length);
   for (let o = 0; o < x.length; o += width) {
     let p = 0;
     for (let j = 0; j < width; j++) p += x[o + j]! * d[j]!;
+    p *= s;
     for (let j = 0; j < width; j++) out[o + j] = x[o + j]! - p * d[j]!;
   }
   return { ...t, data: fromFloat32(out, t.dtype) };
@@ -97,16 +101,17 @@ function projectRows(t: Tensor, d: Float64Array): Tensor {
 
 /**
  * One checkpoint tensor (by its Hugging Face name) as the bake leaves it: the token embedding and every residual
- * writer (o_proj, down_proj, their biases) with d projected out, anything else unchanged (the same object). `d` is
- * a unit vector (unitDirection). Exports to other formats call this so they stay the same edit as the bake.
+ * writer (o_proj, down_proj, their biases) with s times d's share removed (s = 1: projected out), anything else
+ * unchanged (the same object). `d` is a unit vector (unitDirection). Exports to other formats call this so they stay
+ * the same edit as the bake.
  */
-export function bakeTensor(t: Tensor, d: Float64Array): Tensor {
-  if (t.name === EMBED) return projectRows(t, d);
-  if (WRITER.test(t.name)) return t.shape.length === 2 ? projectColumns(t, d) : projectRows(t, d);
+export function bakeTensor(t: Tensor, d: Float64Array, s = 1): Tensor {
+  if (t.name === EMBED) return projectRows(t, d, s);
+  if (WRITER.test(t.name)) return t.shape.length === 2 ? projectColumns(t, d, s) : projectRows(t, d, s);
   return t;
 }
 
-function checkOutDir(outDir: string): void {
+export function checkOutDir(outDir: string): void {
   if (!fs.existsSync(outDir)) return;
   if (!fs.statSync(outDir).isDirectory())
     throw new ScalpelError(`${outDir}: exists and is a file; choose a new directory for the baked model`);
@@ -154,6 +159,8 @@ export function bakeableDirection(iv: Intervention, modelDir: string, label: Set
 export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
   const { config, args } = readBakeableConfig(o.modelDir);
   const d = unitDirection(o.direction, args.width, 'bake');
+  const s = o.strength ?? 1;
+  if (!(s >= 0 && s <= 1)) throw new ScalpelError(`bake: strength ${s}: expected a number in [0, 1]`);
   checkOutDir(o.outDir);
   const { files, weightMap } = findWeightFiles(o.modelDir);
   const names = new Map<string, SafetensorsEntry>(); // every tensor, from the headers (validated before any data is read)
@@ -201,7 +208,7 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
           specs,
           async (spec) => {
             const t = await src.read(spec.name === HEAD && untied ? EMBED : spec.name);
-            const data = spec.name === HEAD ? t.data : bakeTensor(t, d).data;
+            const data = spec.name === HEAD ? t.data : bakeTensor(t, d, s).data;
             if (data !== t.data) changed.push(spec.name);
             done += t.data.byteLength;
             o.onProgress?.(Math.min(done, total), total);
@@ -258,6 +265,7 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
         ...o.provenance,
         edit: 'W <- (I - d d^T) W for the token embedding, every self_attn.o_proj and mlp.down_proj (weights and biases)',
         untied_lm_head: untied,
+        ...(s !== 1 ? { strength: s } : {}),
         changed_tensors: changed.length,
         direction: Array.from(d, (v) => Math.fround(v)),
       })}\n`,

@@ -1,13 +1,18 @@
 // `scalpel bake`: writes a copy of the run's model with the chosen direction projected out of the weights, so the
 // ablation costs nothing at inference and the result loads anywhere a Hugging Face model does.
-import { join, resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ScalpelError } from '../../errors.js';
 import { bakeAblation, bakeableDirection } from '../../method/bake.js';
+import { writeControlVector } from '../../method/control-vector.js';
 import { exportGguf, GGUF_DTYPES, GGUF_QUANTS, type GgufQuant } from '../../method/export-gguf.js';
 import type { WeightDType } from '../../tensor.js';
 import { interventionFromRun, inRunFile } from '../../method/intervention.js';
-import { FILES } from '../../method/rundir.js';
+import { llamaCppArch, rankOneAdapter, writeGgufLora, writePeftAdapter } from '../../method/lora.js';
+import { FILES, type RunJson } from '../../method/rundir.js';
+import { parseConfig } from '../../arch/index.js';
+import { readJsonFile } from '../../io/json.js';
 import { MODEL_HELP, lambdaFlag, openRun } from '../options.js';
 import { logger, progressFactory } from '../progress.js';
 
@@ -64,16 +69,31 @@ export function register(program: Command): void {
         throw new ScalpelError(
           `--format: expected one of ${BAKE_FORMATS.join(', ')}, got ${JSON.stringify(flags.format)}`,
         );
-      if (flags.format !== 'hf' && flags.format !== 'gguf')
-        throw new ScalpelError(`--format ${flags.format}: not implemented yet (issue 13)`);
       const gguf = ggufFlags(flags);
       const { runDir, run, modelDir } = await openRun(flags.run, flags.model, flags.quiet);
+      if (flags.format === 'control-vector') return exportControlVector(flags, runDir, run, modelDir);
       // The run's ablation mode and α (bake has no flags for them, so errors name run.json's fields); λ may change.
       const request = { run, lambda: lambdaFlag(flags.lambda) };
       const { intervention, settings, selection: sel, chosen } = await interventionFromRun(runDir, request);
       const direction = bakeableDirection(intervention, modelDir, inRunFile(join(runDir, FILES.run)));
       const lambda = settings.lambda;
       const log = logger(flags.quiet);
+      if (flags.format === 'peft-lora' || flags.format === 'gguf-lora') {
+        const provenance = {
+          scalpel_source_model: modelDir,
+          scalpel_run: runDir,
+          scalpel_target: sel.target,
+          scalpel_position: String(chosen.position),
+          scalpel_layer: String(chosen.layer),
+          scalpel_lambda: String(lambda),
+        };
+        const out = resolve(flags.out);
+        const written = await writeAdapter(flags.format, modelDir, out, direction, provenance);
+        log(
+          `wrote the ablation of position ${chosen.position}, layer ${chosen.layer} (λ = ${lambda}) as a rank-1 ${flags.format} adapter on ${written} tensors: ${out}`,
+        );
+        return;
+      }
       const bar = progressFactory({ quiet: flags.quiet })('baking (MB)', 1);
       const mb = (bytes: number) => Math.round(bytes / 1e6);
       const common = {
@@ -99,4 +119,53 @@ export function register(program: Command): void {
       );
       if ('notes' in res) for (const note of res.notes) log(`note: ${note}`);
     });
+}
+
+/** peft-lora / gguf-lora: the bake as a rank-1 adapter; returns how many tensors it edits. */
+async function writeAdapter(
+  format: 'peft-lora' | 'gguf-lora',
+  modelDir: string,
+  out: string,
+  direction: Float32Array,
+  provenance: Record<string, string>,
+): Promise<number> {
+  const adapter = await rankOneAdapter(modelDir, direction);
+  const o = { baseModel: modelDir, provenance, direction };
+  if (format === 'peft-lora') await writePeftAdapter(adapter, out, o);
+  else {
+    checkFileTarget(out);
+    await writeGgufLora(adapter, out, { ...o, configPath: join(modelDir, 'config.json') });
+  }
+  return adapter.edits.length;
+}
+
+/** control-vector: the run's activation addition α·r, at llama.cpp's numbering of its layer. */
+async function exportControlVector(flags: BakeFlags, runDir: string, run: RunJson, modelDir: string): Promise<void> {
+  const runFile = join(runDir, FILES.run);
+  const { intervention, settings } = await interventionFromRun(runDir, { run });
+  const add = intervention.add;
+  if (!add || settings.alpha === 0)
+    throw new ScalpelError(
+      `${runFile}: config.alpha is 0, so the run adds no vector to export as a control vector; rerun select with --alpha`,
+    );
+  const configPath = join(modelDir, 'config.json');
+  const config = readJsonFile(configPath);
+  const { args } = parseConfig(config, configPath);
+  const out = resolve(flags.out);
+  checkFileTarget(out);
+  const { tensor } = await writeControlVector(out, add, {
+    numLayers: args.numLayers,
+    modelHint: llamaCppArch(String(config['model_type']), configPath),
+    where: runFile,
+    provenance: { scalpel_source_model: modelDir, scalpel_run: runDir, scalpel_alpha: String(settings.alpha) },
+  });
+  logger(flags.quiet)(
+    `wrote α·r (α = ${settings.alpha}) added at layer ${add.layer}'s input as llama.cpp control vector ${tensor}: ${out}`,
+  );
+}
+
+/** A single-file format's --out: a new file or one to replace, never a directory. */
+function checkFileTarget(out: string): void {
+  if (existsSync(out) && statSync(out).isDirectory())
+    throw new ScalpelError(`--out ${out}: is a directory; this format writes one file (e.g. ${basename(out)}.gguf)`);
 }
