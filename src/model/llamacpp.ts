@@ -154,9 +154,11 @@ export function llamaCppLayout(config: Record<string, unknown>, args: ModelArgs)
   } else {
     // qwen2 / qwen3: NeoX RoPE as in the checkpoint; linear scaling is a key.
     if (rope.type === 'linear') {
-      const factor = (config['rope_scaling'] as Record<string, unknown> | undefined)?.['factor'];
+      const params = (config['rope_parameters'] ?? config['rope_scaling']) as Record<string, unknown> | undefined;
+      const factor = params?.['factor'];
+      if (typeof factor !== 'number') throw new ScalpelError(`config.json: linear rope scaling needs a numeric factor`);
       metadata.push([`${arch}.rope.scaling.type`, gguf.str('linear')]);
-      metadata.push([`${arch}.rope.scaling.factor`, gguf.f32(Number(factor))]);
+      metadata.push([`${arch}.rope.scaling.factor`, gguf.f32(factor)]);
     } else if (!isDefaultRope(rope, theta)) {
       throw new ScalpelError(`config.json: rope_type ${rope.type} has no llama.cpp ${arch} equivalent`);
     }
