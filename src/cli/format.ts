@@ -1,4 +1,5 @@
 // What the commands print: the before/after table of compliance rates and the one-line summary of a selection.
+import { escapeControls } from '../errors.js';
 import type { EvalResult, SelectionJson } from '../method/pipeline.js';
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -16,8 +17,11 @@ export function formatTable(results: EvalResult[]): string {
         ? [
             `${by(conds[1]!)!.compliance_rate >= by(conds[0]!)!.compliance_rate ? '+' : ''}${(100 * (by(conds[1]!)!.compliance_rate - by(conds[0]!)!.compliance_rate)).toFixed(1)}`,
           ]
-        : [];
-    return [s, String(by(conds[0]!)?.n ?? ''), ...cells, ...change];
+        : conds.length === 2
+          ? ['–'] // a set measured in one condition only still fills its row (the widths are taken per column)
+          : [];
+    // Dataset names are the user's file names: shown escaped.
+    return [escapeControls(s), String(by(conds[0]!)?.n ?? ''), ...cells, ...change];
   });
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
