@@ -129,6 +129,8 @@ export function parsePrompts(
   if (text.trim() === '') throw new ScalpelError(`${file}: file is empty, expected prompts`);
   if (format === 'csv') {
     const rows = parseCsv(text, file);
+    // Text of nothing but empty quoted fields ("") parses to no rows at all.
+    if (rows.length === 0) throw new ScalpelError(`${file}: no header row, expected column names on the first line`);
     const header = rows[0]!.map((h) => h.trim());
     const col = header.indexOf(
       pickField(
