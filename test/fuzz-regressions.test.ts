@@ -19,7 +19,7 @@ import { parseResponses } from './fuzz/targets.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-fuzz-regressions-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
-const RUN = path.join(ROOT, 'test', 'fixtures', 'runs', 'small');
+const RUN = path.join(ROOT, 'test', 'fixtures', 'small-run');
 
 const isScalpelError = (pattern: RegExp) => (e: unknown) =>
   e instanceof ScalpelError && pattern.test(e.message) && !e.message.includes('\n');

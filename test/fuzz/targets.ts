@@ -337,7 +337,7 @@ const runDir: Target<{ file: string; data: Uint8Array | null }[]> = {
   async setup(work) {
     // A run made by `scalpel run --n-train 4 --n-val 2 --max-new-tokens 2` on the project model (responses.jsonl cut
     // to its first 12 lines); making one here would take minutes on a loaded machine.
-    const made = path.join(ROOT, 'test', 'fixtures', 'runs', 'small');
+    const made = path.join(ROOT, 'test', 'fixtures', 'small-run');
     const dir = path.join(work, 'run');
     const seeds = new Map(RUN_FILES.map((f) => [f, read(made, f)]));
     const one = fc.constantFrom(...RUN_FILES).chain((file) => {
