@@ -13,7 +13,7 @@ import { interventionFromRun } from '../src/method/intervention.js';
 import { readEvalResults } from '../src/method/evaluate.js';
 import { createServer } from '../src/serve/server.js';
 import { ChatTemplate } from '../src/tokenizer/chat.js';
-import { formatTable } from '../src/cli/format.js';
+import { describeSelection, formatTable } from '../src/cli/format.js';
 import { ROOT, TINY_CHAT } from './support/cli.js';
 import { parseResponses } from './fuzz/targets.js';
 
@@ -172,4 +172,10 @@ test('serve-http: an Expect header other than 100-continue gets a 417 in OpenAI 
     417,
     /only 100-continue/,
   );
+});
+
+test('run-dir: a selection.json whose scores are not numbers is still described (was x.toFixed is not a function)', () => {
+  const selection = JSON.parse(fs.readFileSync(path.join(RUN, 'selection.json'), 'utf8'));
+  const text = describeSelection({ ...selection, chosen: { ...selection.chosen, kl: '\x1b[31m', refusal_score: [] } });
+  assert.match(text, /refusal score –, harmless KL –/);
 });

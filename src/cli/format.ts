@@ -35,6 +35,9 @@ export function formatTable(results: EvalResult[]): string {
 export function describeSelection(sel: SelectionJson | undefined): string {
   if (!sel?.chosen) return 'no candidate chosen';
   const c = sel.chosen;
-  const f = (x: number | null) => (x === null ? '–' : x.toFixed(3));
-  return `chosen: position ${c.position}, layer ${c.layer} (target ${sel.target}, λ = ${sel.lambda}, ${sel.ablation} ablation; pseudo-val refusal score ${f(c.refusal_score)}, harmless KL ${f(c.kl)}, harmful-val score ${f(c.harmful_score)})`;
+  // selection.json is a file: a damaged one may hold anything where a score should be.
+  const f = (x: unknown) => (typeof x === 'number' ? x.toFixed(3) : '–');
+  return escapeControls(
+    `chosen: position ${c.position}, layer ${c.layer} (target ${sel.target}, λ = ${sel.lambda}, ${sel.ablation} ablation; pseudo-val refusal score ${f(c.refusal_score)}, harmless KL ${f(c.kl)}, harmful-val score ${f(c.harmful_score)})`,
+  );
 }
