@@ -1,7 +1,7 @@
 // Shared building blocks of every architecture: the Architecture interface, a checked reader for config.json, RoPE
 // variants and the sliding-window layer pattern. An architecture file (llama.ts, gemma2.ts, …) builds the engine's
 // ModelArgs from these and states only where it differs (mlx-lm style).
-import { ScalpelError } from '../errors.js';
+import { ScalpelError, quoteUntrusted } from '../errors.js';
 import type { Activation, LayerArgs, ModelArgs, RopeSpec, TensorMap } from '../engine/args.js';
 
 // The engine owns these types (it runs on them); architecture files and arch/index.ts importers find them here too.
@@ -21,6 +21,12 @@ export interface Architecture {
   sanitize?(tensors: TensorMap, args: ModelArgs): TensorMap;
 }
 
+/** A config value as an error shows it: JSON, cut short (a field may hold a whole file's worth of text). */
+const shortJson = (v: unknown): string => {
+  const text = JSON.stringify(v) ?? 'undefined';
+  return text.length > 80 ? `${text.slice(0, 80)}…` : text;
+};
+
 /** Checked access to config.json: absent keys take the architecture's default, wrong types are ScalpelErrors. */
 export class Config {
   constructor(
@@ -33,7 +39,7 @@ export class Config {
   }
 
   private fail(key: string, expected: string): never {
-    throw new ScalpelError(`${this.file}: field '${key}' must be ${expected}, got ${JSON.stringify(this.raw[key])}`);
+    throw new ScalpelError(`${this.file}: field '${key}' must be ${expected}, got ${shortJson(this.raw[key])}`);
   }
 
   num(key: string, dflt?: number): number {
@@ -96,7 +102,9 @@ export function activation(cfg: Config, key: string, dflt: string): Activation {
   const name = cfg.str(key, dflt);
   if (name === 'silu' || name === 'swish') return 'silu';
   if (name === 'gelu_pytorch_tanh' || name === 'gelu_tanh') return 'gelu_tanh';
-  throw new ScalpelError(`${cfg.file}: field '${key}' is '${name}'; supported: silu, gelu_pytorch_tanh`);
+  throw new ScalpelError(
+    `${cfg.file}: field '${key}' is ${quoteUntrusted(name, 80, "'")}; supported: silu, gelu_pytorch_tanh`,
+  );
 }
 
 /** Llama-shaped ModelArgs; architectures override the fields where they differ. */
@@ -151,7 +159,9 @@ export function layerTypes(cfg: Config, numLayers: number, dflt: (i: number) => 
     );
   for (const t of types)
     if (t !== 'full_attention' && t !== 'sliding_attention')
-      throw new ScalpelError(`${cfg.file}: layer_types entry '${t}' is not full_attention or sliding_attention`);
+      throw new ScalpelError(
+        `${cfg.file}: layer_types entry ${quoteUntrusted(t, 80, "'")} is not full_attention or sliding_attention`,
+      );
   return types;
 }
 
@@ -277,7 +287,7 @@ export function makeRope(cfg: Config, p: RopeParams, headDim: number): RopeSpec 
     }
     default:
       throw new ScalpelError(
-        `${file}: rope_type '${type}' is not supported; supported: default, linear, llama3, longrope`,
+        `${file}: rope_type ${quoteUntrusted(type, 80, "'")} is not supported; supported: default, linear, llama3, longrope`,
       );
   }
 }

@@ -1,5 +1,5 @@
 // The architecture registry: config.json's model_type (or, failing that, its architectures list) picks the module.
-import { ScalpelError } from '../errors.js';
+import { ScalpelError, quoteUntrusted } from '../errors.js';
 import { Config, type Architecture, type ModelArgs } from './base.js';
 import { llama } from './llama.js';
 import { mistral } from './mistral.js';
@@ -26,9 +26,9 @@ export function findArchitecture(raw: Record<string, unknown>, file = 'config.js
   if (byClass && (modelType === undefined || modelType === null)) return byClass;
   const what =
     typeof modelType === 'string'
-      ? `model_type '${modelType}'`
+      ? `model_type ${quoteUntrusted(modelType, 80, "'")}`
       : classes.length
-        ? `architectures ${JSON.stringify(classes)}`
+        ? `architectures ${quoteUntrusted(JSON.stringify(classes), 120)}`
         : 'no model_type';
   throw new ScalpelError(
     `${file}: ${what} is not supported; supported model_type values: ${SUPPORTED_MODEL_TYPES.join(', ')}`,

@@ -1,4 +1,5 @@
 // What the commands print: the before/after table of compliance rates and the one-line summary of a selection.
+import { escapeControls } from '../errors.js';
 import type { JudgeJson } from '../method/llm-judge.js';
 import { judgeRates } from '../method/llm-judge.js';
 import type { EvalResult, SelectionJson } from '../method/pipeline.js';
@@ -34,8 +35,11 @@ export function formatTable(results: EvalResult[], judge?: JudgeJson): string {
         ? [
             `${by(conds[1]!)!.compliance_rate >= by(conds[0]!)!.compliance_rate ? '+' : ''}${(100 * (by(conds[1]!)!.compliance_rate - by(conds[0]!)!.compliance_rate)).toFixed(1)}`,
           ]
-        : [];
-    return [s, String(by(conds[0]!)?.n ?? ''), ...cells, ...change];
+        : conds.length === 2
+          ? ['–'] // a set measured in one condition only still fills its row (the widths are taken per column)
+          : [];
+    // Dataset names are the user's file names: shown escaped.
+    return [escapeControls(s), String(by(conds[0]!)?.n ?? ''), ...cells, ...change];
   });
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
@@ -57,8 +61,11 @@ function judgeNote(j: JudgeJson): string {
 export function describeSelection(sel: SelectionJson | undefined): string {
   if (!sel?.chosen) return 'no candidate chosen';
   const c = sel.chosen;
-  const f = (x: number | null) => (x === null ? '–' : x.toFixed(3));
-  return `chosen: position ${c.position}, layer ${c.layer} (target ${sel.target}, λ = ${sel.lambda}, ${sel.ablation} ablation; pseudo-val refusal score ${f(c.refusal_score)}, harmless KL ${f(c.kl)}, harmful-val score ${f(c.harmful_score)})`;
+  // selection.json is a file: a damaged one may hold anything where a score should be.
+  const f = (x: unknown) => (typeof x === 'number' ? x.toFixed(3) : '–');
+  return escapeControls(
+    `chosen: position ${c.position}, layer ${c.layer} (target ${sel.target}, λ = ${sel.lambda}, ${sel.ablation} ablation; pseudo-val refusal score ${f(c.refusal_score)}, harmless KL ${f(c.kl)}, harmful-val score ${f(c.harmful_score)})`,
+  );
 }
 
 /** Where the two judges agree and disagree, one row per dataset (judge.json's agreement). */

@@ -1,6 +1,6 @@
 // The scalpel command line: a thin layer over the library. Each command lives in commands/<name>.ts.
 import { Command, CommanderError } from 'commander';
-import { ScalpelError } from '../errors.js';
+import { ScalpelError, escapeControls } from '../errors.js';
 import * as generate from './commands/generate.js';
 import * as run from './commands/run.js';
 import * as extract from './commands/extract.js';
@@ -17,7 +17,9 @@ import * as ability from './commands/ability.js';
 const program = new Command('scalpel')
   .description('Remove false refusals from chat models by ablating a single direction, keeping true refusals.')
   .version('0.1.0')
-  .showHelpAfterError('(run with --help for usage)');
+  .showHelpAfterError('(run with --help for usage)')
+  // commander quotes the flags it rejects, and flags can carry pasted text: no control characters reach stderr raw.
+  .configureOutput({ writeErr: (text) => process.stderr.write(escapeControls(text, '\n')) });
 
 // A reader that stops early (`scalpel datasets | head`) closes the pipe: that is the end of the output, not an error.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -33,10 +35,13 @@ sweep.register(program);
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
+  // The last line of defence: whatever reaches stderr has its control characters shown as \xNN.
   if (err instanceof ScalpelError) {
-    process.stderr.write(`scalpel: ${err.message}\n`);
+    process.stderr.write(`scalpel: ${escapeControls(err.message)}\n`);
     process.exit(1);
   }
   if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 1);
-  throw err;
+  // A bug: its stack trace is kept (it is what gets reported), with its text escaped like everything else.
+  process.stderr.write(`${escapeControls(err instanceof Error ? (err.stack ?? String(err)) : String(err), '\n')}\n`);
+  process.exit(1);
 }

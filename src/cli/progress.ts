@@ -1,6 +1,7 @@
 // Progress bars with an ETA for long stages (cli-progress), on stderr. Silent when stderr is not a terminal or
 // with --quiet, so logs and pipes stay clean.
 import cliProgress from 'cli-progress';
+import { escapeControls } from '../errors.js';
 
 export interface Progress {
   update(done: number, total?: number): void;
@@ -15,7 +16,10 @@ const SILENT: Progress = { update() {}, stop() {} };
 export function progressFactory(opts: { quiet?: boolean; stream?: NodeJS.WriteStream } = {}): ProgressFactory {
   const stream = opts.stream ?? process.stderr;
   if (opts.quiet || !stream.isTTY) return () => SILENT;
-  return (label, total) => {
+  return (rawLabel, total) => {
+    // Labels name datasets and models, which come from the user or a download: shown escaped. cli-progress also
+    // reads {name} placeholders in the format, so braces in a label are taken out of its way.
+    const label = escapeControls(rawLabel).replace(/[{}]/g, (b) => (b === '{' ? '(' : ')'));
     const bar = new cliProgress.SingleBar(
       {
         stream,
@@ -47,5 +51,5 @@ export function progressFactory(opts: { quiet?: boolean; stream?: NodeJS.WriteSt
 
 /** A line logger on stderr, silent with --quiet. */
 export function logger(quiet?: boolean): (line: string) => void {
-  return quiet ? () => {} : (line) => process.stderr.write(`${line}\n`);
+  return quiet ? () => {} : (line) => process.stderr.write(`${escapeControls(line, '\n')}\n`);
 }

@@ -3,7 +3,7 @@
 // from the first of the usual field names. Failures are one-line ScalpelErrors naming the file.
 import { readFileSync } from 'node:fs';
 import { extname, basename } from 'node:path';
-import { ScalpelError } from '../errors.js';
+import { ScalpelError, quoteUntrusted } from '../errors.js';
 
 /** Field names tried, in order, when no column is given. */
 export const PROMPT_FIELDS = [
@@ -68,11 +68,18 @@ export function parseCsv(text: string, file = 'CSV'): string[][] {
   return rows.filter((r) => !(r.length === 1 && r[0] === ''));
 }
 
+/** A file's column names as an error lists them: the first few, each cut short (the constructor escapes them). */
+function columnList(keys: string[]): string {
+  if (keys.length === 0) return 'none';
+  const shown = keys.slice(0, 8).map((k) => (k.length > 40 ? `${k.slice(0, 40)}…` : k));
+  return `${shown.join(', ')}${keys.length > 8 ? `, … (${keys.length} in all)` : ''}`;
+}
+
 function pickField(keys: string[], column: string | undefined, file: string): string {
   if (column !== undefined) {
     const exact = keys.find((k) => k === column) ?? keys.find((k) => k.toLowerCase() === column.toLowerCase());
     if (exact === undefined)
-      throw new ScalpelError(`${file}: no column "${column}" (columns: ${keys.join(', ') || 'none'})`);
+      throw new ScalpelError(`${file}: no column ${quoteUntrusted(column, 80)} (columns: ${columnList(keys)})`);
     return exact;
   }
   for (const f of PROMPT_FIELDS) {
@@ -81,7 +88,7 @@ function pickField(keys: string[], column: string | undefined, file: string): st
   }
   if (keys.length === 1) return keys[0]!;
   throw new ScalpelError(
-    `${file}: cannot tell which column holds the prompt (columns: ${keys.join(', ')}); pass --column`,
+    `${file}: cannot tell which column holds the prompt (columns: ${columnList(keys)}); pass --column`,
   );
 }
 
@@ -105,7 +112,7 @@ function fromValues(
     field ??= pickField(Object.keys(obj), column, file);
     const p = obj[field];
     if (typeof p !== 'string')
-      throw new ScalpelError(`${file}${where(i)}: field "${field}" is missing or not a string`);
+      throw new ScalpelError(`${file}${where(i)}: field ${quoteUntrusted(field, 80)} is missing or not a string`);
     out.push(p);
   });
   return out;
@@ -122,6 +129,8 @@ export function parsePrompts(
   if (text.trim() === '') throw new ScalpelError(`${file}: file is empty, expected prompts`);
   if (format === 'csv') {
     const rows = parseCsv(text, file);
+    // Text of nothing but empty quoted fields ("") parses to no rows at all.
+    if (rows.length === 0) throw new ScalpelError(`${file}: no header row, expected column names on the first line`);
     const header = rows[0]!.map((h) => h.trim());
     const col = header.indexOf(
       pickField(

@@ -5,7 +5,7 @@
 import * as fsp from 'node:fs/promises';
 import { endianness } from 'node:os';
 import type { Tensor, WeightDType } from '../tensor.js';
-import { ScalpelError } from '../errors.js';
+import { ScalpelError, quoteUntrusted } from '../errors.js';
 import { DTYPE_BYTES } from './dtype.js';
 import { withAtomicFile, writeAll } from './atomic.js';
 
@@ -137,12 +137,12 @@ async function parseHeader(h: fsp.FileHandle, file: string): Promise<Safetensors
       if (value === null || typeof value !== 'object' || Array.isArray(value))
         fail(file, 'header field __metadata__ is not an object of strings');
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-        if (typeof v !== 'string') fail(file, `header field __metadata__.${k} is not a string`);
+        if (typeof v !== 'string') fail(file, `header field __metadata__.${quoteUntrusted(k, 80)} is not a string`);
       }
       metadata = value as Record<string, string>;
       continue;
     }
-    const where = `tensor '${name}'`;
+    const where = `tensor ${quoteUntrusted(name, 120, "'")}`;
     if (value === null || typeof value !== 'object' || Array.isArray(value))
       fail(file, `${where}: header entry is not an object`);
     const e = value as Record<string, unknown>;
@@ -152,7 +152,7 @@ async function parseHeader(h: fsp.FileHandle, file: string): Promise<Safetensors
     if (item === undefined)
       fail(
         file,
-        `${where}: unknown dtype ${JSON.stringify(storedDtype)}, expected one of ${Object.keys(ITEM_BYTES).join(', ')}`,
+        `${where}: unknown dtype ${quoteUntrusted(storedDtype, 40)}, expected one of ${Object.keys(ITEM_BYTES).join(', ')}`,
       );
     const shape = e['shape'];
     if (!Array.isArray(shape) || !shape.every(isCount))

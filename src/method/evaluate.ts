@@ -3,11 +3,12 @@
 // responses.jsonl. With no intervention it is the baseline alone: how `scalpel eval --model` measures any model.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ScalpelError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { LoadedSet } from './datasets.js';
 import { interventionHooks, type RunIntervention } from './intervention.js';
 import { isRefusal } from './judge.js';
-import { FILES, writeJson } from './rundir.js';
+import { FILES, readJson, writeJson } from './rundir.js';
 import type { StageContext } from './stage.js';
 
 export interface EvalResult {
@@ -124,6 +125,27 @@ export async function writeEvalFiles(runDir: string, results: EvalResult[], rows
   mkdirSync(runDir, { recursive: true });
   await writeFileAtomic(join(runDir, FILES.responses), `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
   await writeJson(runDir, FILES.eval, { results });
+}
+
+/** eval.json's results, checked: a list of { dataset, condition, n, compliance_rate } rows (commands print them). */
+export function readEvalResults(runDir: string): EvalResult[] {
+  const results = readJson<{ results?: unknown }>(runDir, FILES.eval).results;
+  const ok =
+    Array.isArray(results) &&
+    results.every(
+      (r) =>
+        r !== null &&
+        typeof r === 'object' &&
+        typeof r.dataset === 'string' &&
+        typeof r.condition === 'string' &&
+        Number.isInteger(r.n) &&
+        typeof r.compliance_rate === 'number',
+    );
+  if (!ok)
+    throw new ScalpelError(
+      `${join(runDir, FILES.eval)}: field results is not a list of { dataset, condition, n, compliance_rate }; the file is damaged (rerun eval)`,
+    );
+  return results as EvalResult[];
 }
 
 /** responses.jsonl, or nothing when it is missing or unreadable (its baselines are then generated afresh). */

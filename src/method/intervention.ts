@@ -218,11 +218,15 @@ export async function interventionFromRun(runDir: string, request: InterventionR
   const selection = readJson<SelectionJson>(runDir, FILES.selection);
   const chosen = selection.chosen;
   if (!chosen) throw new ScalpelError(`${join(runDir, FILES.selection)}: no chosen candidate; rerun select`);
+  checkChosen(chosen, join(runDir, FILES.selection), 'chosen');
+  if (selection.target !== 'false' && selection.target !== 'true')
+    throw new ScalpelError(`${join(runDir, FILES.selection)}: field target must be "false" or "true"`);
   const candidates = await loadCandidates(runDir);
   if (settings.alpha !== 0 && !selection.actadd?.chosen)
     throw new ScalpelError(
       `${join(runDir, FILES.selection)}: no actadd vector was selected; rerun select with --alpha`,
     );
+  if (settings.alpha !== 0) checkChosen(selection.actadd?.chosen, join(runDir, FILES.selection), 'actadd.chosen');
   return interventionFromSelection(selection, candidates, settings);
 }
 
@@ -249,6 +253,14 @@ export function interventionFromSelection(
     intervention.add = candidateActAdd(candidates, { positionIndex: a.position_index, layer: a.layer }, settings.alpha);
   }
   return { intervention, settings: { ...settings, target }, selection, chosen, candidates };
+}
+
+/** A chosen candidate of selection.json names a position index and a layer (a damaged file may not). */
+function checkChosen(c: unknown, file: string, field: string): asserts c is Chosen {
+  const index = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  const o = c as Partial<Chosen> | null;
+  if (o === null || typeof o !== 'object' || !index(o.position_index) || !index(o.layer))
+    throw new ScalpelError(`${file}: field ${field} is not a candidate { position_index, layer }; rerun select`);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

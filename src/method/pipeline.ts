@@ -13,7 +13,14 @@ import { ScalpelError } from '../errors.js';
 import { PassCounter, counted, type Backend } from './backend.js';
 import { validateConfig, type MethodConfig } from './config.js';
 import { loadEvalSets, sampleSets, type LoadedSet, type SampledSets } from './datasets.js';
-import { evaluateSets, readResponses, writeEvalFiles, type EvalResult, type ResponseRow } from './evaluate.js';
+import {
+  evaluateSets,
+  readEvalResults,
+  readResponses,
+  writeEvalFiles,
+  type EvalResult,
+  type ResponseRow,
+} from './evaluate.js';
 import { extractCandidates } from './extract.js';
 import { interventionFromRun, validateSettings, type RunIntervention } from './intervention.js';
 import { selectCandidate } from './select.js';
@@ -329,8 +336,7 @@ export async function runPipeline(
       else if (stage === 'select') await runner.select();
       else out.results = await runner.evaluate(true);
     }
-    if (stages.includes('eval') && !out.results)
-      out.results = readJson<{ results: EvalResult[] }>(o.runDir, FILES.eval).results;
+    if (stages.includes('eval') && !out.results) out.results = readEvalResults(o.runDir);
     if (existsSync(join(o.runDir, FILES.selection))) out.selection = readJson<SelectionJson>(o.runDir, FILES.selection);
     return out;
   } catch (e) {
@@ -379,7 +385,7 @@ export async function evaluateRun(
     runner.run.stages.select?.key === runner.keys.select;
   if (stock && runner.done('eval')) {
     runner.log('eval: already done with these settings (resumed)');
-    return readJson<{ results: EvalResult[] }>(o.runDir, FILES.eval).results;
+    return readEvalResults(o.runDir);
   }
   return await runner.evaluate(stock, applied, request.onRows);
 }

@@ -160,14 +160,19 @@ export async function writeJson(runDir: string, file: string, value: unknown): P
   await writeFileAtomic(join(runDir, file), `${JSON.stringify(value, null, 2)}\n`);
 }
 
+/** A JSON file of the run directory; every one of them holds an object (anything else is a damaged file). */
 export function readJson<T>(runDir: string, file: string): T {
   const p = join(runDir, file);
   if (!existsSync(p)) throw new ScalpelError(`${p}: missing; run the stage that makes it first`);
+  let value: unknown;
   try {
-    return JSON.parse(readFileSync(p, 'utf8')) as T;
+    value = JSON.parse(readFileSync(p, 'utf8'));
   } catch (e) {
     throw new ScalpelError(`${p}: not valid JSON (${(e as Error).message})`);
   }
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new ScalpelError(`${p}: expected a JSON object; the file is damaged (rerun the stage that makes it)`);
+  return value as T;
 }
 
 export function f32Tensor(name: string, shape: number[], data: ArrayLike<number>): Tensor {

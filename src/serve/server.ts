@@ -4,10 +4,11 @@
 // hooks (its model alias and `scalpel` field pick the intervention). Bodies are checked by one JSON schema per route;
 // every failure is answered in OpenAI's error shape. A client that goes away aborts its sequence at once.
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import { type IncomingMessage, STATUS_CODES, createServer as createHttpServer } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
-import { ScalpelError } from '../errors.js';
+import { ScalpelError, escapeControls, quoteUntrusted } from '../errors.js';
 import { Scheduler, SchedulerFullError, type SequenceResult } from '../engine/scheduler.js';
 import type { SamplingParams } from '../engine/sampling.js';
 import type { LoadedModel } from '../model/load.js';
@@ -76,6 +77,16 @@ export function createServer(opts: ServeOptions): ScalpelServer {
     // A wrong type is an error, not something to convert ("max_tokens": "5" is a 400, as OpenAI answers it).
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     schemaErrorFormatter: (errors) => new Error(validationMessage(errors[0])),
+    clientErrorHandler: answerClientError,
+    // Node answers an HTTP/1.1 request without a Host header with a bare 400 before Fastify sees it; the check is
+    // made in onRequest below instead, so that answer too comes in the one error shape.
+    serverFactory: (handler) => createHttpServer({ requireHostHeader: false }, handler),
+  });
+  // Node answers an Expect header other than 100-continue itself, with an empty 417: answered in the one shape.
+  app.server.on('checkExpectation', (_request, response) => {
+    const body = JSON.stringify(new ApiError(417, 'expect: only 100-continue is supported', 'expect').body());
+    response.writeHead(417, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    response.end(body);
   });
 
   // Access log: one line per request once its response is over (answered, streamed, or abandoned by the client).
@@ -86,9 +97,16 @@ export function createServer(opts: ServeOptions): ScalpelServer {
     reply.raw.once('close', () => {
       const ms = (performance.now() - t0).toFixed(0);
       const status = reply.raw.writableFinished ? reply.raw.statusCode : 499; // 499: the client closed first
-      const model = note.model !== undefined ? ` model=${JSON.stringify(note.model)}` : '';
-      log(`${request.method} ${JSON.stringify(request.url)} ${status}${model} tokens=${note.tokens ?? 0} ${ms}ms`);
+      // The URL and model name are the client's text: quoted, with control characters as \xNN.
+      const model = note.model !== undefined ? ` model=${quoteUntrusted(note.model, 256)}` : '';
+      const url = quoteUntrusted(request.url, 2048);
+      log(`${escapeControls(request.method)} ${url} ${status}${model} tokens=${note.tokens ?? 0} ${ms}ms`);
     });
+  });
+
+  app.addHook('onRequest', async (request) => {
+    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined)
+      throw new ApiError(400, 'the request has no Host header (HTTP/1.1 requires one)', null, 'bad_request');
   });
 
   if (opts.apiKey !== undefined) {
@@ -103,11 +121,11 @@ export function createServer(opts: ServeOptions): ScalpelServer {
 
   app.setErrorHandler((err: FastifyError, _request, reply) => {
     const api = toApiError(err);
-    if (api.status >= 500) process.stderr.write(`scalpel serve: ${err.stack ?? err.message}\n`);
+    if (api.status >= 500) process.stderr.write(`scalpel serve: ${escapeControls(err.stack ?? err.message, '\n')}\n`);
     reply.status(api.status).send(api.body());
   });
   app.setNotFoundHandler((request, reply) => {
-    const api = new ApiError(404, `no route ${request.method} ${JSON.stringify(request.url)}`, null, 'not_found');
+    const api = new ApiError(404, `no route ${request.method} ${quoteUntrusted(request.url)}`, null, 'not_found');
     reply.status(404).send(api.body());
   });
 
@@ -222,7 +240,8 @@ export function createServer(opts: ServeOptions): ScalpelServer {
     } catch (e) {
       // Past the headers the status is sent; the failure goes into the stream in the error shape, then it ends.
       const api = toApiError(e);
-      if (api.status >= 500) process.stderr.write(`scalpel serve: ${(e as Error).stack ?? String(e)}\n`);
+      if (api.status >= 500)
+        process.stderr.write(`scalpel serve: ${escapeControls((e as Error).stack ?? String(e), '\n')}\n`);
       send(api.body());
       if (!res.destroyed) res.end('data: [DONE]\n\n');
     }
@@ -261,6 +280,26 @@ export function createServer(opts: ServeOptions): ScalpelServer {
     },
     close: () => app.close(),
   };
+}
+
+/**
+ * A request Node's HTTP parser rejects before any route sees it (a malformed request line or header, headers too
+ * large, a timeout): answered in OpenAI's error shape like every other failure, then the connection is closed.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, message] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'the request took too long to arrive']
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'the request headers are too large']
+        : [400, 'the request is not valid HTTP'];
+  const body = JSON.stringify(new ApiError(status, message, null, 'bad_request').body());
+  if (socket.writable)
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  socket.destroy();
 }
 
 function finishReason(r: SequenceResult): 'stop' | 'length' {

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { ScalpelError } from '../errors.js';
 import { readJsonFile } from '../io/json.js';
+import { RenderBudgetError, renderWithinBudget } from './render-budget.js';
 import { tokenContent, type TextTokenizer } from './tokenizer.js';
 
 export interface ChatMessage {
@@ -94,18 +95,31 @@ export class ChatTemplate {
     return new ChatTemplate(source, file, specialTokens);
   }
 
-  /** The prompt text for `messages`, exactly as transformers' apply_chat_template(tokenize=False) renders it. */
+  /**
+   * The prompt text for `messages`, exactly as transformers' apply_chat_template(tokenize=False) renders it. The
+   * template is the model folder's code, so it runs within a budget of steps and sizes (render-budget.ts).
+   */
   render(messages: readonly ChatMessage[], opts: RenderOptions = {}): string {
+    const variables = {
+      ...this.specialTokens,
+      ...opts.extra,
+      messages: messages.map((m) => ({ ...m })),
+      add_generation_prompt: opts.addGenerationPrompt ?? true,
+    };
+    let text: unknown;
     try {
-      return this.template.render({
-        ...this.specialTokens,
-        ...opts.extra,
-        messages: messages.map((m) => ({ ...m })),
-        add_generation_prompt: opts.addGenerationPrompt ?? true,
+      text = renderWithinBudget(this.template, variables, {
+        chars: JSON.stringify(variables).length,
+        messages: messages.length,
       });
     } catch (err) {
-      throw new ScalpelError(`${this.file}: chat_template failed to render (${oneLine((err as Error).message)})`);
+      const why = err instanceof RenderBudgetError ? 'went over its budget: ' : '';
+      throw new ScalpelError(
+        `${this.file}: chat_template failed to render (${why}${oneLine(String((err as Error)?.message ?? err))})`,
+      );
     }
+    if (typeof text !== 'string') throw new ScalpelError(`${this.file}: chat_template did not render to text`);
+    return text;
   }
 }
 

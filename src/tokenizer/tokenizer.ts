@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { ScalpelError } from '../errors.js';
+import { ScalpelError, quoteUntrusted } from '../errors.js';
 import { readJsonFile } from '../io/json.js';
 
 /** The names transformers gives the special tokens of a tokenizer, as passed to chat templates. */
@@ -82,7 +82,7 @@ function checkAddedTokenIds(tokJson: Record<string, unknown>, file: string): voi
     maxAdded = Math.max(maxAdded, id);
     if (id !== t.id) {
       throw new ScalpelError(
-        `${file}: added token ${JSON.stringify(t.content)} has id ${t.id}, but Hugging Face tokenizers gives it id ${id} (added tokens missing from model.vocab are numbered from the vocabulary size ${vocabSize} up)`,
+        `${file}: added token ${quoteUntrusted(t.content, 80)} has id ${t.id}, but Hugging Face tokenizers gives it id ${id} (added tokens missing from model.vocab are numbered from the vocabulary size ${vocabSize} up)`,
       );
     }
   }
@@ -163,11 +163,11 @@ export class TextTokenizer {
       const eos = addEos ? special.eos_token : null;
       if (bos !== null && lookup(bos) === undefined)
         throw new ScalpelError(
-          `${path.join(dir, 'tokenizer_config.json')}: bos_token ${JSON.stringify(bos)} is not in tokenizer.json`,
+          `${path.join(dir, 'tokenizer_config.json')}: bos_token ${quoteUntrusted(bos, 80)} is not in tokenizer.json`,
         );
       if (eos !== null && lookup(eos) === undefined)
         throw new ScalpelError(
-          `${path.join(dir, 'tokenizer_config.json')}: eos_token ${JSON.stringify(eos)} is not in tokenizer.json`,
+          `${path.join(dir, 'tokenizer_config.json')}: eos_token ${quoteUntrusted(eos, 80)} is not in tokenizer.json`,
         );
       for (const t of [bos, eos]) if (t !== null) ids.set(t, lookup(t)!);
       json = { ...tokJson, post_processor: templateProcessor(bos, eos, ids) };

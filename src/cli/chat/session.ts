@@ -6,7 +6,7 @@
 // PassThrough streams; the command (commands/chat.ts) passes the terminal.
 import * as readline from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import { ScalpelError } from '../../errors.js';
+import { ANSWER_KEEPS, ScalpelError, escapeControls } from '../../errors.js';
 import type { SamplingParams } from '../../engine/sampling.js';
 import { Scheduler } from '../../engine/scheduler.js';
 import type { HookMap } from '../../engine/types.js';
@@ -136,8 +136,9 @@ export class ChatSession {
     this.finish();
   }
 
+  /** Every line shown here may carry the model's or the user's text: control characters as \xNN. */
   private print(line: string): void {
-    this.opts.output.write(`${line}\n`);
+    this.opts.output.write(`${escapeControls(line, ANSWER_KEEPS)}\n`);
   }
 
   private modeText(): string {
@@ -277,7 +278,7 @@ export class ChatSession {
       const stream = new TextStream(this.decode);
       for await (const token of handle) {
         const fresh = stream.push(token);
-        if (fresh) this.opts.output.write(fresh);
+        if (fresh) this.opts.output.write(escapeControls(fresh, ANSWER_KEEPS));
       }
       const result = await handle.result;
       if (result.finishReason === 'abort') {

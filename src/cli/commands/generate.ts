@@ -3,7 +3,7 @@
 // tokens again); with --run, under that run's intervention (run-time hooks, the same ones eval applies). The text is
 // printed as it is generated, through the scheduler.
 import type { Command } from 'commander';
-import { ScalpelError } from '../../errors.js';
+import { ANSWER_KEEPS, ScalpelError, escapeControls } from '../../errors.js';
 import { loadModel } from '../../model/load.js';
 import { Scheduler } from '../../engine/scheduler.js';
 import { type SamplingParams, validateSampling } from '../../engine/sampling.js';
@@ -134,13 +134,13 @@ export function register(program: Command): void {
       const stream = new TextStream(decode, stopStrings);
       for await (const token of handle) {
         const fresh = stream.push(token);
-        if (!flags.json && fresh) process.stdout.write(fresh);
+        if (!flags.json && fresh) process.stdout.write(escapeControls(fresh, ANSWER_KEEPS));
       }
       const result = await handle.result;
       const rest = stream.end();
       if (flags.json) {
         const out = { prompt_tokens: promptTokens, tokens: result.tokens, text: stream.text };
         process.stdout.write(`${JSON.stringify({ ...out, finish_reason: result.finishReason })}\n`);
-      } else process.stdout.write(`${rest}\n`);
+      } else process.stdout.write(`${escapeControls(rest, ANSWER_KEEPS)}\n`);
     });
 }

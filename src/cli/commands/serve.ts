@@ -3,7 +3,7 @@
 // requests in flight finish, then exits 0.
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { ScalpelError } from '../../errors.js';
+import { ScalpelError, escapeControls } from '../../errors.js';
 import { loadModel } from '../../model/load.js';
 import { createServer } from '../../serve/server.js';
 import { MODEL_HELP, openRun, resolveModelFlag } from '../options.js';
@@ -65,7 +65,9 @@ export function register(program: Command): void {
         maxQueue,
       });
       const url = await server.listen({ host: flags.host, port });
-      process.stderr.write(`scalpel serve: ${url}/v1 (models: ${server.variants.aliases().join(', ')})\n`);
+      // The aliases carry the model's name, which is the user's folder or Hub id: shown escaped.
+      const models = escapeControls(server.variants.aliases().join(', '));
+      process.stderr.write(`scalpel serve: ${url}/v1 (models: ${models})\n`);
       let closing = false;
       const stop = (signal: string) => {
         if (closing) return;
@@ -74,7 +76,7 @@ export function register(program: Command): void {
         server.close().then(
           () => process.exit(0),
           (err: unknown) => {
-            process.stderr.write(`scalpel serve: ${String(err)}\n`);
+            process.stderr.write(`scalpel serve: ${escapeControls(String(err))}\n`);
             process.exit(1);
           },
         );
