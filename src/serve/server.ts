@@ -222,11 +222,29 @@ export function createServer(opts: ServeOptions): ScalpelServer {
             : { index: 0, text: piece ?? '', finish_reason: finish, logprobs: null },
         ],
       });
+    // Backpressure: once the socket holds more than it will take, wait for the client to read before writing the
+    // next piece (the sequence's tokens wait in its handle meanwhile), so a slow reader costs its own connection's
+    // buffer and not the server's memory. A client that is gone ends the wait too.
+    const drained = () =>
+      !res.writableNeedDrain || res.destroyed
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            const done = () => {
+              res.off('drain', done);
+              res.off('close', done);
+              resolve();
+            };
+            res.on('drain', done);
+            res.on('close', done);
+          });
     try {
       if (kind === 'chat') chunk('', null, true);
       for await (const token of handle) {
         const fresh = text.push(token);
-        if (fresh) chunk(fresh, null);
+        if (fresh) {
+          chunk(fresh, null);
+          await drained();
+        }
       }
       const result = await handle.result;
       if (result.finishReason === 'abort') return;
