@@ -51,7 +51,10 @@ if (!runDir) {
   console.log(`making a small run in ${runDir} …`);
   const r = spawnSync(
     process.execPath,
-    [BIN, 'run', '--model', values.model, '--out', runDir, '--n-train', '16', '--n-val', '8', '--max-new-tokens', '16'],
+    [
+      ...[BIN, 'run', '--model', values.model, '--out', runDir, '--n-train', '16', '--n-val', '8'],
+      ...['--max-new-tokens', '16', '--eval', 'builtin-harmless-test:2', '--quiet'],
+    ],
     { cwd: root, encoding: 'utf8', env: { ...process.env, SCALPEL_DATA: '' } },
   );
   if (r.status !== 0) throw new Error(`scalpel run failed: ${r.stderr}`);
