@@ -79,6 +79,8 @@ export {
 } from './method/intervention.js';
 export { type BakeOptions, type BakeResult, bakeAblation, bakeableDirection } from './method/bake.js';
 export { readRunJson, type RunJson } from './method/rundir.js';
+// `scalpel sweep`: a run evaluated at many settings in one shared generation pass (sweep.json).
+export { runSweep, type SweepJson, type SweepPoint, type SweepRequest } from './method/sweep.js';
 
 // Files and errors.
 export { readSafetensors, readSafetensorsHeader, writeSafetensors } from './io/safetensors.js';

@@ -10,6 +10,7 @@ import * as datasets from './commands/datasets.js';
 import * as bake from './commands/bake.js';
 import * as serve from './commands/serve.js';
 import * as chat from './commands/chat.js';
+import * as sweep from './commands/sweep.js';
 
 const program = new Command('scalpel')
   .description('Remove false refusals from chat models by ablating a single direction, keeping true refusals.')
@@ -24,6 +25,7 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 
 for (const command of [run, extract, select, evaluate, bake, generate, serve, chat, datasets])
   command.register(program);
+sweep.register(program);
 
 try {
   await program.parseAsync(process.argv);

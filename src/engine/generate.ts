@@ -19,6 +19,12 @@ export interface GenerateOptions extends RunOptions {
   maxNewTokens: number;
   /** Generation of a row stops at any of these (the EOS itself is not returned). */
   eosTokenIds: readonly number[];
+  /** Each prompt's own hooks (replacing `hooks`): settings with different interventions share one scheduler pass. */
+  promptHooks?: readonly (HookMap | undefined)[];
+  /** Told each prompt's new tokens as soon as it is done (index in the caller's order). */
+  onResult?: (index: number, tokens: number[]) => void;
+  /** Told at the end how many forward calls the scheduler made (each reads the weights once for all its rows). */
+  onForwardCalls?: (calls: number) => void;
 }
 
 export const DEFAULT_BATCH_SIZE = 16;
@@ -121,6 +127,8 @@ export function greedyGenerate(
   const { maxNewTokens } = opts;
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
     throw new ScalpelError(`maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
+  if (opts.promptHooks && opts.promptHooks.length !== prompts.length)
+    throw new ScalpelError(`promptHooks has ${opts.promptHooks.length} entries for ${prompts.length} prompts`);
   const scheduler = new Scheduler(model, { maxSequences: batchSize });
   const out: number[][] = prompts.map(() => []);
   let done = 0;
@@ -129,12 +137,21 @@ export function greedyGenerate(
       prompt,
       maxNewTokens,
       stopTokenIds: opts.eosTokenIds,
-      hooks: opts.hooks,
+      hooks: opts.promptHooks ? opts.promptHooks[i] : opts.hooks,
       // Tokens are collected as they come, so the results are complete when drain() returns.
       onToken: (t) => out[i]!.push(t),
-      onDone: () => opts.onProgress?.(++done, prompts.length),
+      onDone: () => {
+        opts.onResult?.(i, out[i]!);
+        opts.onProgress?.(++done, prompts.length);
+      },
     });
   });
-  scheduler.drain();
+  // drain(), counting its steps: a step with any sequence live or waiting runs one forward call.
+  let calls = 0;
+  while (scheduler.running + scheduler.waiting > 0) {
+    scheduler.step();
+    calls++;
+  }
+  opts.onForwardCalls?.(calls);
   return out;
 }

@@ -22,25 +22,53 @@ export interface Backend {
   decode(ids: readonly number[]): string;
   tokenText(id: number): string;
   lastLogits(prompts: number[][], opts?: { hooks?: HookMap; onProgress?: OnProgress }): Promise<Float32Array[]>;
-  generate(
-    prompts: number[][],
-    opts: { maxNewTokens: number; hooks?: HookMap; onProgress?: OnProgress },
-  ): Promise<number[][]>;
+  generate(prompts: number[][], opts: GenerateRequest): Promise<number[][]>;
+}
+
+export interface GenerateRequest {
+  maxNewTokens: number;
+  hooks?: HookMap;
+  /** Each prompt's own hooks, replacing `hooks` (a sweep runs several settings in one pass). */
+  promptHooks?: readonly (HookMap | undefined)[];
+  /** Sequences generated together (default: the backend's batch size). */
+  batchSize?: number;
+  onProgress?: OnProgress;
+  /** Told each prompt's new tokens as soon as it is done. */
+  onResult?: (index: number, tokens: number[]) => void;
+  /** Told how many batched forward calls the generation took, when the backend knows. */
+  onForwardCalls?: (calls: number) => void;
+}
+
+/**
+ * Forward passes one greedy sequence costs, as run.json counts them: its prompt's prefill, then one decode step per
+ * generated token after the first (the first comes from the prefill); a response that ended at EOS also spent the
+ * step that produced EOS.
+ */
+export function sequencePasses(generated: number, maxNewTokens: number): number {
+  return 1 + Math.max(0, Math.min(generated + 1, maxNewTokens) - 1);
 }
 
 /** Forward-pass bookkeeping: prompts prefilled and tokens decoded. */
 export class PassCounter {
   prefills = 0;
   decodeSteps = 0;
+  /** Batched forward calls of the model (each reads the weights once for all its rows); not part of `total`. */
+  modelCalls = 0;
   get total(): number {
     return this.prefills + this.decodeSteps;
   }
   reset(): void {
     this.prefills = 0;
     this.decodeSteps = 0;
+    this.modelCalls = 0;
   }
-  snapshot(): { forward_passes: number; prompt_prefills: number; decode_steps: number } {
-    return { forward_passes: this.total, prompt_prefills: this.prefills, decode_steps: this.decodeSteps };
+  snapshot(): { forward_passes: number; prompt_prefills: number; decode_steps: number; model_forward_calls: number } {
+    return {
+      forward_passes: this.total,
+      prompt_prefills: this.prefills,
+      decode_steps: this.decodeSteps,
+      model_forward_calls: this.modelCalls,
+    };
   }
 }
 
@@ -70,14 +98,20 @@ export function counted(inner: Backend, counter: PassCounter): Backend {
     async lastLogits(prompts, opts) {
       const out = await inner.lastLogits(prompts, opts);
       counter.prefills += prompts.length;
+      // lastLogits packs the prompts into batches of batchSize, one forward call each.
+      counter.modelCalls += Math.ceil(prompts.length / (inner.batchSize ?? 16));
       return out;
     },
     async generate(prompts, opts) {
-      const out = await inner.generate(prompts, opts);
+      const out = await inner.generate(prompts, {
+        ...opts,
+        onForwardCalls: (n) => {
+          counter.modelCalls += n;
+          opts.onForwardCalls?.(n);
+        },
+      });
       counter.prefills += prompts.length;
-      // Each generated token after the first comes from one decode step; the first comes from the prefill. A
-      // response that ended at EOS also spent the step that produced EOS.
-      for (const r of out) counter.decodeSteps += Math.max(0, Math.min(r.length + 1, opts.maxNewTokens) - 1);
+      for (const r of out) counter.decodeSteps += sequencePasses(r.length, opts.maxNewTokens) - 1;
       return out;
     },
   };

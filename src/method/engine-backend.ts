@@ -56,8 +56,11 @@ export function engineBackend(m: LoadedModel, opts: EngineBackendOptions = {}): 
         maxNewTokens: o.maxNewTokens,
         eosTokenIds: m.eosTokenIds,
         hooks: o.hooks,
-        batchSize: opts.batchSize,
+        promptHooks: o.promptHooks,
+        batchSize: o.batchSize ?? opts.batchSize,
         onProgress: o.onProgress,
+        onResult: o.onResult,
+        onForwardCalls: o.onForwardCalls,
       });
     },
   };

@@ -219,6 +219,24 @@ export async function interventionFromRun(runDir: string, request: InterventionR
   const chosen = selection.chosen;
   if (!chosen) throw new ScalpelError(`${join(runDir, FILES.selection)}: no chosen candidate; rerun select`);
   const candidates = await loadCandidates(runDir);
+  if (settings.alpha !== 0 && !selection.actadd?.chosen)
+    throw new ScalpelError(
+      `${join(runDir, FILES.selection)}: no actadd vector was selected; rerun select with --alpha`,
+    );
+  return interventionFromSelection(selection, candidates, settings);
+}
+
+/**
+ * The intervention of a selection (selection.json's, or one scored at other settings by `scalpel sweep --reselect`)
+ * at these settings: its chosen candidate's ablation, and with α ≠ 0 activation addition of its actadd choice.
+ */
+export function interventionFromSelection(
+  selection: SelectionJson,
+  candidates: Candidates,
+  settings: InterventionSettings,
+): RunIntervention {
+  const chosen = selection.chosen;
+  if (!chosen) throw new ScalpelError('selection: no chosen candidate');
   const target = selection.target;
   const intervention = candidateAblation(
     candidates,
@@ -227,10 +245,7 @@ export async function interventionFromRun(runDir: string, request: InterventionR
   );
   if (settings.alpha !== 0) {
     const a = selection.actadd?.chosen;
-    if (!a)
-      throw new ScalpelError(
-        `${join(runDir, FILES.selection)}: no actadd vector was selected; rerun select with --alpha`,
-      );
+    if (!a) throw new ScalpelError(`selection: no actadd vector was selected at α = ${settings.alpha}`);
     intervention.add = candidateActAdd(candidates, { positionIndex: a.position_index, layer: a.layer }, settings.alpha);
   }
   return { intervention, settings: { ...settings, target }, selection, chosen, candidates };

@@ -244,7 +244,9 @@ class Runner {
       await this.finishStage('eval', t0);
     } else {
       const s = this.counter.snapshot();
-      this.log(`eval: ${Math.round(performance.now() - t0) / 1000}s, ${s.forward_passes} forward passes`);
+      this.log(
+        `eval: ${Math.round(performance.now() - t0) / 1000}s, ${s.forward_passes} forward passes, ${s.model_forward_calls} model forward calls`,
+      );
     }
     return results;
   }

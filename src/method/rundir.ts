@@ -17,6 +17,8 @@ export const FILES = {
   vector: 'vector.safetensors',
   eval: 'eval.json',
   responses: 'responses.jsonl',
+  sweep: 'sweep.json',
+  sweepResponses: 'sweep-responses.jsonl',
 } as const;
 
 export interface StageRecord {
@@ -25,6 +27,8 @@ export interface StageRecord {
   forward_passes: number;
   prompt_prefills: number;
   decode_steps: number;
+  /** Batched forward calls of the model (each reads the weights once); absent in runs made before it was counted. */
+  model_forward_calls?: number;
   finished_at: string;
 }
 

@@ -35,10 +35,49 @@ interface Slot {
   row: SelectionRow;
 }
 
+/** What scoring needs of a stage: `scalpel sweep --reselect` scores at other settings without writing the run's files. */
+export type ScoringContext = Pick<StageContext, 'config' | 'backend' | 'runDir' | 'run' | 'progress'>;
+
+/** The select stage's result before anything is written: selection.json's content and the chosen slots. */
+export interface Scored {
+  sel: SelectionJson;
+  chosen: Slot | undefined;
+  actaddChosen: Slot | undefined;
+}
+
 export async function selectCandidate(ctx: StageContext, sampled: SampledSets): Promise<void> {
   const c = ctx.config;
-  const b = ctx.backend;
   const cand = await loadCandidates(ctx.runDir);
+  const { sel, chosen, actaddChosen } = await scoreCandidates(ctx, sampled, cand);
+  // selection.json is written even when nothing passes, so the rejections can be read.
+  mkdirSync(ctx.runDir, { recursive: true });
+  await writeJson(ctx.runDir, FILES.selection, sel);
+  if (!chosen) {
+    const hint =
+      c.target === 'true'
+        ? 'try a larger --true-kl-threshold or a lower --induce-threshold'
+        : 'try --no-harm-guard or a larger --kl-threshold';
+    throw new ScalpelError(`select: no candidate passes the rules (see ${join(ctx.runDir, FILES.selection)}); ${hint}`);
+  }
+  if (c.alpha !== 0 && !actaddChosen) {
+    throw new ScalpelError(
+      `select: no actadd candidate passes KL ≤ ${c.actaddKlThreshold} at α = ${c.alpha} (see ${join(ctx.runDir, FILES.selection)})`,
+    );
+  }
+  await writeVector(ctx.runDir, cand, c, chosen, actaddChosen, ctx.fingerprint);
+  const ch = sel.chosen!;
+  ctx.log(
+    `chosen: position ${ch.position}, layer ${ch.layer} (pseudo-val score ${fmt(ch.refusal_score)}, KL ${fmt(ch.kl)}, harmful-val score ${fmt(ch.harmful_score)})`,
+  );
+}
+
+/**
+ * Scores every candidate on the validation sets at ctx.config's λ, α and ablation mode and applies the rules: the
+ * select stage's work, writing nothing. `cand`: the run's candidates.safetensors.
+ */
+export async function scoreCandidates(ctx: ScoringContext, sampled: SampledSets, cand: Candidates): Promise<Scored> {
+  const c = ctx.config;
+  const b = ctx.backend;
   const { k, L, d } = cand;
   if (L !== b.numLayers || d !== b.width)
     throw new ScalpelError(
@@ -192,26 +231,7 @@ export async function selectCandidate(ctx: StageContext, sampled: SampledSets): 
     };
   }
 
-  // selection.json is written even when nothing passes, so the rejections can be read.
-  mkdirSync(ctx.runDir, { recursive: true });
-  await writeJson(ctx.runDir, FILES.selection, sel);
-  if (!chosen) {
-    const hint =
-      c.target === 'true'
-        ? 'try a larger --true-kl-threshold or a lower --induce-threshold'
-        : 'try --no-harm-guard or a larger --kl-threshold';
-    throw new ScalpelError(`select: no candidate passes the rules (see ${join(ctx.runDir, FILES.selection)}); ${hint}`);
-  }
-  if (c.alpha !== 0 && !actaddChosen) {
-    throw new ScalpelError(
-      `select: no actadd candidate passes KL ≤ ${c.actaddKlThreshold} at α = ${c.alpha} (see ${join(ctx.runDir, FILES.selection)})`,
-    );
-  }
-  await writeVector(ctx.runDir, cand, c, chosen, actaddChosen, ctx.fingerprint);
-  const ch = sel.chosen!;
-  ctx.log(
-    `chosen: position ${ch.position}, layer ${ch.layer} (pseudo-val score ${fmt(ch.refusal_score)}, KL ${fmt(ch.kl)}, harmful-val score ${fmt(ch.harmful_score)})`,
-  );
+  return { sel, chosen, actaddChosen };
 }
 
 /** vector.safetensors: the chosen candidate's ablation direction, its r and w, and the actadd r if any. */
