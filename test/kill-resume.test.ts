@@ -1,9 +1,8 @@
-// Kill-and-resume (issue 16): `scalpel run`, `bake`, `datasets fetch` (from the raw-file stand-in on 127.0.0.1) and a
-// model download (`generate --model org/name` from the Hub stand-in), each SIGKILLed at seeded random points and
-// rerun: every rerun must give outputs byte-identical to an uninterrupted run, no file may ever be partial under
-// its final name, and no temp file may be left behind (test/support/kill-resume.ts). npm test tries
-// SCALPEL_KILL_POINTS (default 3) points per command; `npm run resilience` tries 20 and prints the figures.
-// TODO(sweep): add `scalpel sweep` here once the sweep branch has landed the command.
+// Kill-and-resume (issue 16): `scalpel run`, `sweep`, `bake`, `datasets fetch` (from the raw-file stand-in on
+// 127.0.0.1) and a model download (`generate --model org/name` from the Hub stand-in), each SIGKILLed at seeded
+// random points and rerun: every rerun must give outputs byte-identical to an uninterrupted run, no file may ever be
+// partial under its final name, and no temp file may be left behind (test/support/kill-resume.ts). npm test tries
+// SCALPEL_KILL_POINTS (default 2) points per command; `npm run resilience` tries 20 and prints the figures.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -14,7 +13,7 @@ import { startHubServer } from './support/hub-server.js';
 import { formatReport, killAndResume, type KillCase } from './support/kill-resume.js';
 import { startRawServer } from './support/raw-server.js';
 
-const POINTS = Number(process.env['SCALPEL_KILL_POINTS'] ?? 3);
+const POINTS = Number(process.env['SCALPEL_KILL_POINTS'] ?? 2);
 const SEED = 16;
 const RAW = path.join(ROOT, '..', 'shared', 'datasets', 'raw');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-kill-'));
@@ -34,6 +33,21 @@ async function check(c: KillCase, t: { diagnostic(s: string): void }): Promise<v
 test('scalpel run: killed anywhere and rerun, it resumes to the same run directory', async (t) => {
   const out = path.join(tmp, 'run');
   await check({ name: 'run', args: ['run', '--model', TINY_CHAT, '--out', out, ...RUN_FLAGS], outputs: [out] }, t);
+});
+
+test('scalpel sweep: killed anywhere and rerun, it resumes to the same figures and responses', async (t) => {
+  const template = path.join(tmp, 'sweep-template');
+  runScalpel('run', '--model', TINY_CHAT, '--out', template, ...RUN_FLAGS);
+  const run = path.join(tmp, 'sweep-run');
+  await check(
+    {
+      name: 'sweep',
+      args: ['sweep', '--run', run, '--lambda', '0,0.5,1', '--quiet'],
+      outputs: [run],
+      reset: () => fs.cpSync(template, run, { recursive: true }),
+    },
+    t,
+  );
 });
 
 test('scalpel bake: killed anywhere and rerun, it writes the same model folder and leaves no temp folder', async (t) => {

@@ -140,18 +140,24 @@ function incompleteReason(name: string, bytes: Buffer, reference: Buffer | undef
   return null;
 }
 
-/** run.json's wall-clock fields, which no two runs share. */
+/**
+ * The bookkeeping no two runs share: wall-clock fields (run.json's stage times, sweep.json's point times), and in
+ * sweep.json what the work cost (forward passes per point and per generation pass), which depends on how a killed
+ * sweep's settings were split between its attempts. Every figure and response stays in the comparison.
+ */
 function normalise(rel: string, bytes: Buffer): Buffer {
-  if (path.basename(rel) !== 'run.json') return bytes;
-  const j = JSON.parse(bytes.toString('utf8')) as { stages?: Record<string, Record<string, unknown>> } & Record<
-    string,
-    unknown
-  >;
+  const name = path.basename(rel);
+  if (name !== 'run.json' && name !== 'sweep.json') return bytes;
+  type Obj = Record<string, unknown>;
+  const j = JSON.parse(bytes.toString('utf8')) as Obj;
   delete j['model_load_seconds'];
-  for (const s of Object.values(j.stages ?? {})) {
+  delete j['cost'];
+  for (const s of Object.values((j['stages'] ?? {}) as Record<string, Obj>)) {
     delete s['seconds'];
     delete s['finished_at'];
   }
+  for (const p of (j['points'] ?? []) as Obj[])
+    for (const k of ['seconds', 'finished_at', 'forward_passes']) delete p[k];
   return Buffer.from(JSON.stringify(j));
 }
 
