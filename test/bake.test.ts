@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { bakeAblation } from '../src/method/bake.js';
 import { mulberry32 } from '../src/rng.js';
@@ -254,4 +255,22 @@ test("bake scalpel-tiny-chat: the baked model reproduces transformers' hook-abla
   );
   // Measured: 4.1e-7 at worst (js, native avx512 / avx2 / scalar); bound 10× that, rounded up (it was 1e-4).
   assert.ok(worst <= 5e-6, `top-16 logits differ by ${worst.toExponential(2)} of the spread`);
+});
+
+test('bake removes the temp folder of an earlier bake of the same output that was killed (issue 16)', async () => {
+  const dead = Number(
+    spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' }).stdout.trim(),
+  );
+  const out = path.join(tmp, 'after-kill');
+  const orphan = `${out}.baking-${dead}`;
+  const live = `${out}.baking-${process.ppid}`;
+  for (const d of [orphan, live]) {
+    fs.mkdirSync(d);
+    fs.writeFileSync(path.join(d, 'model.safetensors'), 'half a model');
+  }
+  await bakeAblation({ modelDir: path.join(FIXTURES, 'llama'), outDir: out, direction: randomUnit(64, 1), provenance });
+  assert.ok(fs.existsSync(path.join(out, 'model.safetensors')));
+  assert.ok(!fs.existsSync(orphan), 'the killed bake left its folder');
+  assert.ok(fs.existsSync(live), "a running bake's folder is not ours to remove");
+  fs.rmSync(live, { recursive: true });
 });

@@ -141,6 +141,8 @@ export function baseArgs(arch: string, cfg: Config, d: BaseDefaults = {}): Model
     qkNorm: false,
     sandwichNorms: false,
     tieEmbeddings: cfg.bool('tie_word_embeddings', d.tieEmbeddings ?? false),
+    contextLength:
+      cfg.optNum('max_position_embeddings', null) === null ? undefined : cfg.int('max_position_embeddings'),
     layers: [],
   };
 }

@@ -55,6 +55,8 @@ export interface ModelArgs {
   /** Gemma 2/3: norms on the attention output and around the MLP ("sandwich" norms). */
   sandwichNorms: boolean;
   tieEmbeddings: boolean;
+  /** max_position_embeddings: the most positions (prompt + new tokens) a sequence may use; absent when unknown. */
+  contextLength?: number;
   layers: LayerArgs[];
 }
 

@@ -336,6 +336,9 @@ export class Scheduler {
         throw new ScalpelError(`prompt: token id ${t} is outside the vocabulary [0, ${V})`);
     if (!Number.isInteger(r.maxNewTokens) || r.maxNewTokens < 0)
       throw new ScalpelError(`maxNewTokens must be a non-negative integer, got ${r.maxNewTokens}`);
+    const context = this.model.args.contextLength;
+    if (context !== undefined && r.prompt.length + r.maxNewTokens > context)
+      throw new ScalpelError(contextMessage(r.prompt.length, r.maxNewTokens, context, 'max new tokens'));
     if (r.stopStrings?.length) {
       if (!this.options.decode) throw new ScalpelError('stopStrings need a scheduler made with a decode function');
       if (r.stopStrings.some((s) => s === '')) throw new ScalpelError('stopStrings: expected non-empty strings');
@@ -344,6 +347,15 @@ export class Scheduler {
 }
 
 const ZERO = Int32Array.of(0);
+
+/**
+ * The one-line error for a sequence that would outgrow the model: positions past max_position_embeddings were never
+ * trained (RoPE extrapolates badly), so the request is refused rather than answered with noise. `newTokens` names
+ * where the number of new tokens came from (a flag, a request field).
+ */
+export function contextMessage(promptTokens: number, maxNew: number, context: number, newTokens: string): string {
+  return `the prompt's ${promptTokens} tokens plus ${newTokens} ${maxNew} need ${promptTokens + maxNew} positions, more than the model's context of ${context} (max_position_embeddings)`;
+}
 
 /** The logits of one step, one buffer per model shared by its schedulers (steps never overlap: JS runs one). */
 const logitsBuffers = new WeakMap<Model, Float32Array>();

@@ -13,6 +13,44 @@ function tempPathFor(target: string): string {
   return path.join(dir, `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
 
+/** The writer's process id in a temp name tempPathFor gave `target`, or null for any other name. */
+function tempWriter(target: string): (name: string) => number | null {
+  const prefix = `.${path.basename(target)}.tmp-`;
+  return (name) => {
+    const m = name.startsWith(prefix) ? /^(\d+)-[0-9a-f]{8}$/.exec(name.slice(prefix.length)) : null;
+    return m ? Number(m[1]) : null;
+  };
+}
+
+/** True when no process has this id: the writer of a temp file is gone (killed, or crashed) and will not finish it. */
+export function processGone(pid: number): boolean {
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/**
+ * Removes the entries of `dir` that a writer which is gone left half-done: names for which `writer` gives a process
+ * id (null: not a temp name) of no running process. A process killed with SIGKILL cannot clean up after itself, so
+ * the next writer of the same thing does. Best effort: a failure here never fails the write that asked for it.
+ */
+export function removeOrphans(dir: string, writer: (name: string) => number | null): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = writer(name);
+    if (pid !== null && processGone(pid)) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
+  }
+}
+
 /** A failure to create or replace the target, as a one-line user-facing error. */
 function cannotWrite(target: string, err: unknown): ScalpelError {
   const e = err as NodeJS.ErrnoException;
@@ -21,11 +59,13 @@ function cannotWrite(target: string, err: unknown): ScalpelError {
       ? `directory ${path.dirname(target)} does not exist`
       : e.code === 'EACCES' || e.code === 'EPERM'
         ? 'permission denied'
-        : e.code === 'ENOSPC'
-          ? 'no space left on the device'
-          : e.code === 'EISDIR'
-            ? 'it is a directory'
-            : (e.code ?? e.message);
+        : e.code === 'ENOSPC' || e.code === 'EDQUOT'
+          ? 'no space left on the device; free space and run again'
+          : e.code === 'EFBIG'
+            ? 'file larger than this process may write (EFBIG: see ulimit -f)'
+            : e.code === 'EISDIR'
+              ? 'it is a directory'
+              : (e.code ?? e.message);
   return new ScalpelError(`${target}: cannot write (${why})`);
 }
 
@@ -88,6 +128,7 @@ export async function withAtomicFile(target: string, fill: (handle: fsp.FileHand
     await fsp.rm(tmp, { force: true });
     throw cannotWrite(target, err);
   }
+  removeOrphans(path.dirname(target), tempWriter(target));
   await syncDir(path.dirname(target));
 }
 
@@ -124,4 +165,5 @@ export function writeFileAtomicSync(target: string, data: string | Uint8Array | 
     fs.rmSync(tmp, { force: true });
     throw cannotWrite(target, err);
   }
+  removeOrphans(path.dirname(target), tempWriter(target));
 }

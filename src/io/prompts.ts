@@ -1,7 +1,7 @@
 // Reading user prompt files: CSV (with a header row), JSON (an array of strings or of objects), JSONL (one string
 // or object per line) or plain text (one prompt per line). Objects and CSV rows take the prompt from `column`, or
 // from the first of the usual field names. Failures are one-line ScalpelErrors naming the file.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { extname, basename } from 'node:path';
 import { ScalpelError, quoteUntrusted } from '../errors.js';
 
@@ -189,12 +189,45 @@ export function promptFormat(path: string): 'csv' | 'json' | 'jsonl' | 'txt' {
   return 'txt';
 }
 
+/** Largest prompt file read by default: far beyond any prompt set, well below what would exhaust memory. */
+export const DEFAULT_PROMPT_FILE_LIMIT = 64 * 1024 * 1024;
+
+/** The prompt file size limit: $SCALPEL_MAX_PROMPT_FILE_BYTES, else DEFAULT_PROMPT_FILE_LIMIT. */
+export function promptFileLimit(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env['SCALPEL_MAX_PROMPT_FILE_BYTES'];
+  if (raw === undefined || raw.trim() === '') return DEFAULT_PROMPT_FILE_LIMIT;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < 1)
+    throw new ScalpelError(
+      `SCALPEL_MAX_PROMPT_FILE_BYTES=${JSON.stringify(raw)}: expected a positive whole number of bytes`,
+    );
+  return n;
+}
+
+const size = (bytes: number) =>
+  bytes < 2 ** 20 ? `${bytes} bytes` : `${(bytes / 2 ** 20).toFixed(1)} MiB (${bytes} bytes)`;
+
+/**
+ * A prompt file's text, refused with one line when it is larger than the limit: a prompt file is read whole and
+ * parsed in memory, so a wrong path (a model's weights, a disk image) must not take the machine's memory with it.
+ */
+export function readPromptText(path: string): string {
+  const limit = promptFileLimit();
+  const bytes = statSync(path).size;
+  if (bytes > limit)
+    throw new ScalpelError(
+      `${path}: prompt file is ${size(bytes)}, more than the limit of ${size(limit)}; set SCALPEL_MAX_PROMPT_FILE_BYTES to raise it`,
+    );
+  return readFileSync(path, 'utf8');
+}
+
 /** Reads a prompt file; the format comes from the extension (.csv, .json, .jsonl; anything else is one per line). */
 export function readPromptFile(path: string, opts: PromptFileOptions = {}): string[] {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readPromptText(path);
   } catch (e) {
+    if (e instanceof ScalpelError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     throw new ScalpelError(
       `${path}: cannot read prompt file (${code === 'ENOENT' ? 'no such file' : (code ?? (e as Error).message)})`,

@@ -9,6 +9,8 @@ export interface Backend {
   readonly numLayers: number;
   readonly width: number;
   readonly vocabSize: number;
+  /** The most positions (prompt + new tokens) a sequence may use, when the model says (max_position_embeddings). */
+  readonly contextLength?: number;
   /** Prompts per forward pass, if the backend has a preference (the engine's default is 16). */
   readonly batchSize?: number;
   /** The chat prompt for one user instruction, as token ids (ending with the post-instruction tokens). */
@@ -86,6 +88,9 @@ export function counted(inner: Backend, counter: PassCounter): Backend {
     },
     get batchSize() {
       return inner.batchSize;
+    },
+    get contextLength() {
+      return inner.contextLength;
     },
     encodePrompt: (s) => inner.encodePrompt(s),
     postInstructionTokens: () => inner.postInstructionTokens(),

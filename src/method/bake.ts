@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { parseConfig } from '../arch/index.js';
 import type { Tensor } from '../tensor.js';
 import { ScalpelError } from '../errors.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { removeOrphans, writeFileAtomic } from '../io/atomic.js';
 import { fromFloat32, toFloat32 } from '../io/dtype.js';
 import { readJsonFile } from '../io/json.js';
 import {
@@ -182,8 +182,14 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
     );
   const untied = args.tieEmbeddings && !names.has(HEAD);
 
-  const tmp = `${o.outDir.replace(/[\\/]+$/, '')}.baking-${process.pid}`;
+  const outPath = o.outDir.replace(/[\\/]+$/, '');
+  const tmp = `${outPath}.baking-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
+  // A bake killed before its rename left a whole model's worth of bytes beside the output: remove it.
+  const prefix = `${path.basename(outPath)}.baking-`;
+  removeOrphans(path.dirname(outPath), (name) =>
+    name.startsWith(prefix) && /^\d+$/.test(name.slice(prefix.length)) ? Number(name.slice(prefix.length)) : null,
+  );
   fs.mkdirSync(tmp, { recursive: true });
   const changed: string[] = [];
   const weightFiles: string[] = [];
@@ -274,7 +280,8 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
     fs.renameSync(tmp, o.outDir);
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
-    if (e instanceof ScalpelError) throw e;
+    // The temp folder is gone: name the file by where it was going (a full disk, a file size limit).
+    if (e instanceof ScalpelError) throw new ScalpelError(e.message.split(tmp).join(outPath));
     throw new ScalpelError(`${o.outDir}: could not write the baked model (${(e as Error).message})`);
   }
   return { outDir: o.outDir, changed, untied, weightFiles };

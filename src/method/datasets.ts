@@ -3,11 +3,11 @@
 // fills (sources.ts pins where each file comes from); the team-written built-in sets ship in data/prompts/.
 // Anything that is not a known name is treated as a path to a user prompt file (src/io/prompts.ts). At the end: the
 // samples of them that the pipeline's stages work on.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ScalpelError } from '../errors.js';
-import { parseCsv, parsePrompts, readPromptFile } from '../io/prompts.js';
+import { parseCsv, parsePrompts, readPromptFile, readPromptText } from '../io/prompts.js';
 import type { MethodConfig } from './config.js';
 import { PythonRandom, sample, shuffled, mulberry32 } from '../rng.js';
 import { datasetCacheDir, fileSource, type FileSource } from './sources.js';
@@ -221,7 +221,7 @@ function loadSpec(spec: DatasetSpec, dataDir: string | undefined): { prompts: st
     throw new ScalpelError(`dataset ${spec.name}: ${path} not found (is --data-dir the raw/ folder?)`);
   let prompts: string[];
   if (spec.where) {
-    const rows = parseCsv(readFileSync(path, 'utf8'), path);
+    const rows = parseCsv(readPromptText(path), path);
     const header = rows[0]!;
     const pc = header.indexOf(spec.column);
     const wc = header.indexOf(spec.where[0]);

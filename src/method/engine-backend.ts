@@ -24,6 +24,7 @@ export function engineBackend(m: LoadedModel, opts: EngineBackendOptions = {}): 
     numLayers: m.model.numLayers,
     width: m.model.width,
     vocabSize: m.model.vocabSize,
+    contextLength: m.model.args.contextLength,
     batchSize: opts.batchSize ?? DEFAULT_BATCH_SIZE,
     encodePrompt,
     postInstructionTokens() {

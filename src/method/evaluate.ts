@@ -3,6 +3,7 @@
 // responses.jsonl. With no intervention it is the baseline alone: how `scalpel eval --model` measures any model.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { contextMessage } from '../engine/scheduler.js';
 import { ScalpelError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { LoadedSet } from './datasets.js';
@@ -60,10 +61,21 @@ export async function evaluateSets(
   const results: EvalResult[] = [];
   const rows: ResponseRow[] = [];
   const total = evalSets.reduce((a, s) => a + s.prompts.length, 0) * conditions.length;
+  // Every prompt must fit the model's context with its new tokens: refused before any generation starts.
+  const encoded = evalSets.map((set) => set.prompts.map((q) => b.encodePrompt(q)));
+  const context = b.contextLength;
+  if (context !== undefined)
+    evalSets.forEach((set, i) => {
+      const j = encoded[i]!.findIndex((ids) => ids.length + c.maxNewTokens > context);
+      if (j >= 0)
+        throw new ScalpelError(
+          `${set.name} prompt ${j + 1}: ${contextMessage(encoded[i]![j]!.length, c.maxNewTokens, context, '--max-new-tokens')}`,
+        );
+    });
   const p = ctx.progress('evaluating', total);
   let doneBefore = 0;
-  for (const set of evalSets) {
-    const ids = set.prompts.map((q) => b.encodePrompt(q));
+  for (const [i, set] of evalSets.entries()) {
+    const ids = encoded[i]!;
     for (const cond of conditions) {
       let texts: string[] | undefined;
       if (cond === 'baseline') {

@@ -9,6 +9,7 @@ import { ChatTemplate } from '../tokenizer/chat.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { readJsonFile } from '../io/json.js';
 import { readModelDir, type ModelFiles, type ReadModelDirOptions } from './files.js';
+import { checkMemory } from './memory.js';
 
 export interface LoadedModel {
   dir: string;
@@ -37,7 +38,10 @@ function idList(v: unknown): number[] | null {
 /** The model alone (config.json and weights, no tokenizer): what engine tests and benchmarks need. */
 export async function loadEngineModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
   const configPath = path.join(dir, 'config.json');
-  if (fs.existsSync(configPath)) parseConfig(readJsonFile(configPath), configPath); // fail before reading weights
+  if (fs.existsSync(configPath)) {
+    // Fail before reading weights: an unsupported architecture, or not enough memory for them.
+    checkMemory(dir, parseConfig(readJsonFile(configPath), configPath).args);
+  }
   return (await readModel(dir, opts)).model;
 }
 
@@ -48,7 +52,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const configPath = path.join(dir, 'config.json');
   let early: { tokenizer: TextTokenizer; chat: ChatTemplate | null } | undefined;
   if (fs.existsSync(configPath)) {
-    parseConfig(readJsonFile(configPath), configPath);
+    checkMemory(dir, parseConfig(readJsonFile(configPath), configPath).args);
     early = { tokenizer: TextTokenizer.load(dir), chat: ChatTemplate.load(dir) };
   }
   const { model, files } = await readModel(dir, opts);

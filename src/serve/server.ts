@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { ScalpelError, escapeControls, quoteUntrusted } from '../errors.js';
-import { Scheduler, SchedulerFullError, type SequenceResult } from '../engine/scheduler.js';
+import { Scheduler, SchedulerFullError, contextMessage, type SequenceResult } from '../engine/scheduler.js';
 import type { SamplingParams } from '../engine/sampling.js';
 import type { LoadedModel } from '../model/load.js';
 import type { RunJson } from '../method/rundir.js';
@@ -146,10 +146,26 @@ export function createServer(opts: ServeOptions): ScalpelServer {
     const prompt = kind === 'chat' ? chatPrompt(body as ChatBody) : completionPrompt(body as CompletionBody);
     if (prompt.length === 0) throw new ApiError(400, 'the prompt tokenizes to no tokens', 'prompt');
     const stops = body.stop == null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
-    const maxTokens =
-      (kind === 'chat' ? (body as ChatBody).max_completion_tokens : undefined) ??
-      body.max_tokens ??
-      DEFAULT_MAX_TOKENS[kind];
+    // The prompt and its answer must fit the model's context: a request that asks for more is refused (OpenAI's
+    // context_length_exceeded); one that asks for nothing gets the default, cut to what fits.
+    const context = model.args.contextLength ?? Number.POSITIVE_INFINITY;
+    const promptField = kind === 'chat' ? 'messages' : 'prompt';
+    if (prompt.length >= context)
+      throw new ApiError(
+        400,
+        `the prompt's ${prompt.length} tokens fill the model's context of ${context} (max_position_embeddings); shorten it`,
+        promptField,
+        'context_length_exceeded',
+      );
+    const asked = (kind === 'chat' ? (body as ChatBody).max_completion_tokens : undefined) ?? body.max_tokens;
+    const maxTokens = asked ?? Math.min(DEFAULT_MAX_TOKENS[kind], context - prompt.length);
+    if (prompt.length + maxTokens > context)
+      throw new ApiError(
+        400,
+        contextMessage(prompt.length, maxTokens, context, 'max_tokens'),
+        'max_tokens',
+        'context_length_exceeded',
+      );
     const sampling: SamplingParams = {
       temperature: body.temperature ?? 1,
       topP: body.top_p ?? 1,
@@ -224,11 +240,29 @@ export function createServer(opts: ServeOptions): ScalpelServer {
             : { index: 0, text: piece ?? '', finish_reason: finish, logprobs: null },
         ],
       });
+    // Backpressure: once the socket holds more than it will take, wait for the client to read before writing the
+    // next piece (the sequence's tokens wait in its handle meanwhile), so a slow reader costs its own connection's
+    // buffer and not the server's memory. A client that is gone ends the wait too.
+    const drained = () =>
+      !res.writableNeedDrain || res.destroyed
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            const done = () => {
+              res.off('drain', done);
+              res.off('close', done);
+              resolve();
+            };
+            res.on('drain', done);
+            res.on('close', done);
+          });
     try {
       if (kind === 'chat') chunk('', null, true);
       for await (const token of handle) {
         const fresh = text.push(token);
-        if (fresh) chunk(fresh, null);
+        if (fresh) {
+          chunk(fresh, null);
+          await drained();
+        }
       }
       const result = await handle.result;
       if (result.finishReason === 'abort') return;

@@ -1,7 +1,7 @@
 // A stand-in for GitHub's raw-file host on 127.0.0.1, for the dataset download tests: it serves
 // /{owner}/{repo}/{commit}/{path} for every pinned source in src/method/sources.ts from the shared raw/ collection,
 // read in place (never copied). It counts requests per path and can misbehave on purpose for one path: flip a byte,
-// or cut the connection halfway through the body.
+// or cut the connection halfway through the body; or send every body slowly.
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,6 +19,8 @@ export interface RawServer {
   corrupt: Set<string>;
   /** URL paths whose connection is destroyed after half the body was sent (Content-Length says the whole). */
   drop: Set<string>;
+  /** When set, every body is sent in `chunk`-byte pieces `delayMs` apart (so a client can be stopped mid-file). */
+  slow: { chunk: number; delayMs: number } | null;
   close(): Promise<void>;
 }
 
@@ -51,20 +53,35 @@ export async function startRawServer(rawDir: string): Promise<RawServer> {
       res.write(body.subarray(0, body.length >> 1), () => setTimeout(() => res.socket?.destroy(), 20));
       return;
     }
+    if (self.slow) {
+      const { chunk, delayMs } = self.slow;
+      let at = 0;
+      const tick = () => {
+        if (res.destroyed) return;
+        const piece = body.subarray(at, at + chunk);
+        at += piece.length;
+        if (at >= body.length) res.end(piece);
+        else res.write(piece, () => setTimeout(tick, delayMs));
+      };
+      tick();
+      return;
+    }
     res.end(body);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  return {
+  const self: RawServer = {
     url: `http://127.0.0.1:${port}`,
     requests,
     count: () => [...requests.values()].reduce((a, b) => a + b, 0),
     corrupt,
     drop,
+    slow: null,
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.closeAllConnections();
         server.close((err) => (err ? reject(err) : resolve()));
       }),
   };
+  return self;
 }

@@ -263,13 +263,19 @@ export class ChatSession {
   /** Streams one answer to the output; its text, or null when Ctrl-C stopped it. */
   private async answer(messages: ChatMessage[], mode: Mode): Promise<string | null> {
     const prompt = encodeChat(this.opts.tokenizer, this.opts.chat, messages, { addGenerationPrompt: true });
+    // An answer may run to the end of the model's context, not past it (positions never trained give noise).
+    const context = this.opts.model.args.contextLength ?? Number.POSITIVE_INFINITY;
+    if (prompt.length >= context)
+      throw new ScalpelError(
+        `the conversation's ${prompt.length} tokens fill the model's context of ${context} (max_position_embeddings); /reset to start over`,
+      );
     const hooks = await this.hooksOf(mode);
     const controller = new AbortController();
     this.answering = controller;
     try {
       const handle = this.scheduler.submit({
         prompt,
-        maxNewTokens: this.opts.maxNewTokens,
+        maxNewTokens: Math.min(this.opts.maxNewTokens, context - prompt.length),
         hooks,
         sampling: this.opts.sampling,
         stopTokenIds: [...this.opts.eosTokenIds],

@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { ANSWER_KEEPS, ScalpelError, escapeControls } from '../../errors.js';
 import { loadModel } from '../../model/load.js';
-import { Scheduler } from '../../engine/scheduler.js';
+import { Scheduler, contextMessage } from '../../engine/scheduler.js';
 import { type SamplingParams, validateSampling } from '../../engine/sampling.js';
 import { TextStream } from '../../tokenizer/stream.js';
 import { chatMessages, encodeChat } from '../../tokenizer/chat.js';
@@ -118,6 +118,15 @@ export function register(program: Command): void {
         promptTokens = tokenizer.encode(flags.prompt);
       }
       if (promptTokens.length === 0) throw new ScalpelError('--prompt: the prompt tokenizes to no tokens');
+      const context = model.args.contextLength;
+      if (context !== undefined && maxNewTokens >= context)
+        throw new ScalpelError(
+          `--max-new-tokens ${maxNewTokens}: the model's context is ${context} positions (max_position_embeddings in ${dir}/config.json), and the prompt needs at least one`,
+        );
+      if (context !== undefined && promptTokens.length + maxNewTokens > context)
+        throw new ScalpelError(
+          `--prompt: ${contextMessage(promptTokens.length, maxNewTokens, context, '--max-new-tokens')}`,
+        );
       const hooks: HookMap | undefined = applied ? interventionHooks(applied.intervention, model.numLayers) : undefined;
       const decode = (ids: readonly number[]) => tokenizer.decode(ids, { skipSpecialTokens: true });
       const stopStrings = flags.stop ?? [];
