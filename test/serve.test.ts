@@ -220,10 +220,10 @@ test('serve: bad requests get their 4xx in the OpenAI error shape and the server
   assertErrorShape(chatNoMessages.json);
   const r = await post('/v1/completions', ok);
   assert.equal(r.status, 200);
-  // The access log escapes what the client sent.
+  // The access log escapes what the client sent: quotes backslashed, control characters as \xNN.
   const evil = await post('/v1/completions', { ...ok, model: 'a"\nb' });
   assert.equal(evil.status, 404);
-  assert.ok(logLines.some((l) => l.includes('model="a\\"\\nb"')));
+  assert.ok(logLines.some((l) => l.includes('model="a\\"\\x0ab"')));
   assert.ok(logLines.every((l) => !l.includes('\n')));
 });
 

@@ -318,7 +318,8 @@ const prompts: Target<{ format: 'csv' | 'json' | 'jsonl' | 'txt'; text: string; 
 
 // ---- run directories ------------------------------------------------------------------------------------------
 
-const RUN_FILES = Object.values(FILES);
+// The files of a finished run that applying or resuming it reads (sweep, ability and judge files are the report's).
+const RUN_FILES = [FILES.run, FILES.candidates, FILES.selection, FILES.vector, FILES.eval, FILES.responses];
 
 /** What the commands read from a run directory when they apply or resume it. */
 async function readRun(runDir: string): Promise<void> {
