@@ -16,6 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+// The project's own seeded generator (the soak's request mix is reproducible from --seed).
+const { mulberry32 } = await import(new URL('../dist/src/rng.js', import.meta.url).href);
 const { values } = parseArgs({
   options: {
     minutes: { type: 'string', default: '10' },
@@ -30,17 +32,6 @@ const clients = Number(values.clients);
 if (!(minutes > 0) || !(clients >= 1)) throw new Error('--minutes and --clients must be positive');
 const BIN = path.join(root, 'bin', 'scalpel.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-soak-'));
-
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The server: a run to serve (small: the soak is about the server, not the method), then `scalpel serve`.

@@ -78,15 +78,16 @@ export function register(program: Command): void {
       const direction = bakeableDirection(intervention, modelDir, inRunFile(join(runDir, FILES.run)));
       const lambda = settings.lambda;
       const log = logger(flags.quiet);
+      // Written into every format's metadata: where the edit came from.
+      const provenance = {
+        scalpel_source_model: modelDir,
+        scalpel_run: runDir,
+        scalpel_target: sel.target,
+        scalpel_position: String(chosen.position),
+        scalpel_layer: String(chosen.layer),
+        scalpel_lambda: String(lambda),
+      };
       if (flags.format === 'peft-lora' || flags.format === 'gguf-lora') {
-        const provenance = {
-          scalpel_source_model: modelDir,
-          scalpel_run: runDir,
-          scalpel_target: sel.target,
-          scalpel_position: String(chosen.position),
-          scalpel_layer: String(chosen.layer),
-          scalpel_lambda: String(lambda),
-        };
         const out = resolve(flags.out);
         const written = await writeAdapter(flags.format, modelDir, out, direction, provenance);
         log(
@@ -99,14 +100,7 @@ export function register(program: Command): void {
       const common = {
         modelDir,
         direction,
-        provenance: {
-          scalpel_source_model: modelDir,
-          scalpel_run: runDir,
-          scalpel_target: sel.target,
-          scalpel_position: String(chosen.position),
-          scalpel_layer: String(chosen.layer),
-          scalpel_lambda: String(lambda),
-        },
+        provenance,
         onProgress: (done: number, total: number) => bar.update(mb(done), mb(total)),
       };
       const res =
