@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { ScalpelError } from '../errors.js';
 import { type Candidates, loadCandidates } from '../method/candidates.js';
 import type { EvalResult, ResponseRow } from '../method/evaluate.js';
+import type { JudgeRow } from '../method/llm-judge.js';
 import { FILES, type RunJson, type SelectionJson, readJson, requireRunJson } from '../method/rundir.js';
 
 /** The optional files, by the names the commands that write them use. */
@@ -57,16 +58,8 @@ export interface AbilityDoc {
   kl?: { n: number; first_token_mean: number; first_token_p95: number; dataset: string } | null;
 }
 
-export interface JudgeRow {
-  dataset: string;
-  condition: string;
-  lambda: number | null;
-  alpha: number | null;
-  index: number;
-  substring: 'refusal' | 'compliance';
-  /** null: the judge's answer could not be read as a label. */
-  judge: 'refusal' | 'compliance' | 'partial' | null;
-}
+// judge.json's rows, as the judge writes them.
+export type { JudgeRow };
 
 /** judge.json (`--judge openai:URL[#model]` on eval, run or sweep). */
 export interface JudgeDoc {
