@@ -52,6 +52,21 @@ test('chat-template: a macro that calls itself twice per call stops at the step 
   );
 });
 
+test('chat-template: blocks and brackets nested thousands deep are refused in words, not as a stack overflow', () => {
+  for (const source of [
+    `${'{% if true %}'.repeat(5000)}x${'{% endif %}'.repeat(5000)}`,
+    `{{ ${'('.repeat(10000)}1${')'.repeat(10000)} }}`,
+  ])
+    assert.throws(
+      () => render(source),
+      isScalpelError(
+        /chat_template\.jinja: chat_template (does not parse|failed to render) \(it nests blocks or brackets too deeply\)$/,
+      ),
+    );
+  // Deep but sane nesting still renders.
+  assert.equal(render(`${'{% if true %}'.repeat(50)}x${'{% endif %}'.repeat(50)}`), 'x');
+});
+
 test('chat-template: a string doubled in a loop stops at the size limit', () => {
   assert.throws(
     () =>

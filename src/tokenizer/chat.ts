@@ -22,6 +22,15 @@ export interface RenderOptions {
 
 const oneLine = (s: string): string => s.replace(/\s*\n\s*/g, ' ').trim();
 
+/**
+ * Why parsing or rendering failed, in words. @huggingface/jinja parses and evaluates by recursion, so blocks or
+ * brackets nested a few thousand deep run it out of stack: a RangeError that says nothing about the template.
+ */
+const failure = (err: unknown): string =>
+  err instanceof RangeError && /call stack/i.test(err.message)
+    ? 'it nests blocks or brackets too deeply'
+    : oneLine(String((err as Error)?.message ?? err));
+
 export class ChatTemplate {
   private readonly template: Template;
 
@@ -36,7 +45,7 @@ export class ChatTemplate {
     try {
       this.template = new Template(source);
     } catch (err) {
-      throw new ScalpelError(`${file}: chat_template does not parse (${oneLine((err as Error).message)})`);
+      throw new ScalpelError(`${file}: chat_template does not parse (${failure(err)})`);
     }
   }
 
@@ -114,9 +123,7 @@ export class ChatTemplate {
       });
     } catch (err) {
       const why = err instanceof RenderBudgetError ? 'went over its budget: ' : '';
-      throw new ScalpelError(
-        `${this.file}: chat_template failed to render (${why}${oneLine(String((err as Error)?.message ?? err))})`,
-      );
+      throw new ScalpelError(`${this.file}: chat_template failed to render (${why}${failure(err)})`);
     }
     if (typeof text !== 'string') throw new ScalpelError(`${this.file}: chat_template did not render to text`);
     return text;

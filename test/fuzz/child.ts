@@ -1,13 +1,16 @@
 // One fuzz target in its own process: `node child.js TARGET SEED FROM TO`. Case i's input is drawn from the
 // target's arbitrary with a seed derived from (SEED, i), so any case can be replayed alone. Before each case it
-// prints `S i`; a failure prints `F {json}`; the end prints `END {json}`. The parent (runner.ts) watches the time
-// between lines (hangs), the memory of this process, and how it exits (signals).
+// prints `S i ms` and after it `D i ms` (ms: this thread's CPU time so far); a failure prints `F {json}`; the end
+// prints `END {json}`. The parent (runner.ts) watches the CPU time of the case in progress (hangs), the memory of
+// this process, and how it exits (signals).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { ScalpelError } from '../../src/errors.js';
 import { hasRawControls } from '../support/controls.js';
+import { mainThreadCpuMs } from './cpu.js';
+import { PROBES } from './probes.js';
 import { TARGETS, tmpWork } from './targets.js';
 
 /** The seed of case `i`: a fixed mix of the run's seed and the case number. */
@@ -48,7 +51,7 @@ export function judge(err: unknown): string | null {
 
 async function main(): Promise<void> {
   const [name, seedText, fromText, toText] = process.argv.slice(2);
-  const target = TARGETS.find((t) => t.name === name);
+  const target = [...TARGETS, ...PROBES].find((t) => t.name === name);
   if (!target) throw new Error(`no fuzz target ${name}`);
   const seed = Number(seedText);
   const from = Number(fromText);
@@ -61,7 +64,7 @@ async function main(): Promise<void> {
     const t = await target.setup(work);
     for (let i = from; i < to; i++) {
       const input = fc.sample(t.arbitrary, { seed: caseSeed(seed, i), numRuns: 1 })[0];
-      process.stdout.write(`S ${i}\n`);
+      process.stdout.write(`S ${i} ${mainThreadCpuMs(process.pid)}\n`);
       try {
         await t.run(input as never);
         accepted++;
@@ -77,6 +80,7 @@ async function main(): Promise<void> {
           );
         }
       }
+      process.stdout.write(`D ${i} ${mainThreadCpuMs(process.pid)}\n`);
     }
     await t.close?.();
   } finally {

@@ -1,6 +1,6 @@
 // `npm run fuzz`: every target with 10,000 cases (fewer for the one that spawns a process per case), a fixed seed,
 // then the table and each failure with the command that replays it.
-//   npm run fuzz -- [--seed N] [--cases N] [--only NAME[,NAME]] [--hang-ms MS] [--parallel N]
+//   npm run fuzz -- [--seed N] [--cases N] [--only NAME[,NAME]] [--hang-ms CPU_MS] [--stall-ms MS] [--parallel N]
 import { parseArgs } from 'node:util';
 import { TARGETS } from './targets.js';
 import { fuzzTable, runFuzz } from './runner.js';
@@ -11,6 +11,7 @@ const { values } = parseArgs({
     cases: { type: 'string' },
     only: { type: 'string' },
     'hang-ms': { type: 'string', default: '2000' },
+    'stall-ms': { type: 'string', default: '60000' },
     'memory-mb': { type: 'string', default: '2048' },
     parallel: { type: 'string', default: '2' },
   },
@@ -29,6 +30,7 @@ const rows = await runFuzz({
   targets,
   seed,
   hangMs: Number(values['hang-ms']),
+  stallMs: Number(values['stall-ms']),
   memoryMb: Number(values['memory-mb']),
   parallel: Number(values.parallel),
   onRow: (r) =>
