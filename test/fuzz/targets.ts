@@ -13,7 +13,8 @@ import { readGgufHeader, readGgufTensor, writeGguf, gguf } from '../../src/io/gg
 import { readModelDir } from '../../src/model/files.js';
 import { loadEngineModel, loadModel, type LoadedModel } from '../../src/model/load.js';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.js';
-import { ChatTemplate } from '../../src/tokenizer/chat.js';
+import { ChatTemplate, encodeChat } from '../../src/tokenizer/chat.js';
+import { Scheduler } from '../../src/engine/scheduler.js';
 import { interventionFromRun } from '../../src/method/intervention.js';
 import { FILES, readJson, readRunJson, readTensors, type SelectionJson } from '../../src/method/rundir.js';
 import { readEvalResults, readResponses } from '../../src/method/evaluate.js';
@@ -606,24 +607,56 @@ const MODEL_FILES = [
   'special_tokens_map.json',
 ];
 
+/** One or two of the project model's files replaced by mutated copies. */
+function mutatedModelFiles(): fc.Arbitrary<{ file: string; data: Uint8Array }[]> {
+  const seeds = new Map(MODEL_FILES.map((f) => [f, text(TINY_CHAT, f)]));
+  const one = fc.constantFrom(...MODEL_FILES).chain((file) =>
+    fc.record({
+      file: fc.constant(file),
+      data:
+        file === 'tokenizer.json'
+          ? mutatedJson([seeds.get(file)!]).map((s) => new TextEncoder().encode(s))
+          : mutatedText([seeds.get(file)!]),
+    }),
+  );
+  return fc.array(one, { minLength: 1, maxLength: 2 });
+}
+
+const modelFolder: Target<{ file: string; data: Uint8Array }[]> = {
+  name: 'model-folder',
+  about: 'loadModel + chat template + 2 generated tokens (what `scalpel generate` does) on mutated model folders',
+  async setup(work) {
+    const dir = path.join(work, 'model');
+    return {
+      arbitrary: mutatedModelFiles(),
+      async run(changes) {
+        linkModel(TINY_CHAT, dir);
+        for (const c of changes) put(dir, c.file, c.data);
+        const { tokenizer, chat, model, eosTokenIds } = await loadModel(dir);
+        const prompt = chat
+          ? encodeChat(tokenizer, chat, [{ role: 'user', content: 'Hi' }], { addGenerationPrompt: true })
+          : tokenizer.encode('Hi');
+        if (prompt.length === 0) return;
+        const decode = (ids: readonly number[]) => tokenizer.decode(ids, { skipSpecialTokens: true });
+        const handle = new Scheduler(model, { maxSequences: 1, decode }).submit({
+          prompt,
+          maxNewTokens: 2,
+          stopTokenIds: eosTokenIds,
+        });
+        decode((await handle.result).tokens);
+      },
+    };
+  },
+};
+
 const modelFolderCli: Target<{ file: string; data: Uint8Array }[]> = {
   name: 'model-folder-cli',
   about: '`scalpel generate` (a real process) on mutated copies of the project model folder: stderr must be escaped',
-  fullCases: 200,
+  fullCases: 1000,
   async setup(work) {
     const dir = path.join(work, 'model');
-    const seeds = new Map(MODEL_FILES.map((f) => [f, text(TINY_CHAT, f)]));
-    const one = fc.constantFrom(...MODEL_FILES).chain((file) =>
-      fc.record({
-        file: fc.constant(file),
-        data:
-          file === 'tokenizer.json'
-            ? mutatedJson([seeds.get(file)!]).map((s) => new TextEncoder().encode(s))
-            : mutatedText([seeds.get(file)!]),
-      }),
-    );
     return {
-      arbitrary: fc.array(one, { minLength: 1, maxLength: 2 }),
+      arbitrary: mutatedModelFiles(),
       run(changes) {
         linkModel(TINY_CHAT, dir);
         for (const c of changes) put(dir, c.file, c.data);
@@ -665,6 +698,7 @@ export const TARGETS: readonly Target<never>[] = [
   runDir,
   ggufTarget,
   serveHttp,
+  modelFolder,
   modelFolderCli,
 ] as unknown as Target<never>[];
 
