@@ -17,7 +17,7 @@ import { ScalpelError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { toFloat32 } from '../io/dtype.js';
 import { gguf, writeGguf, type GgufTensor, type GgufValue } from '../io/gguf.js';
-import { llamaCppTensorName } from '../model/llamacpp.js';
+import { llamaCppArch, llamaCppTensorName } from '../model/llamacpp.js';
 import { openSafetensors, readSafetensorsHeader, writeSafetensors } from '../io/safetensors.js';
 import { findWeightFiles } from '../model/files.js';
 import { checkOutDir, readBakeableConfig, unitDirection } from './bake.js';
@@ -197,28 +197,6 @@ function provenanceJson(ad: RankOneAdapter, o: AdapterWriteOptions): string {
 
 // ---------------------------------------------------------------------------------------------------------------
 // llama.cpp
-
-/** llama.cpp's general.architecture for a Hugging Face model_type (its converter's choices). */
-const LLAMA_CPP_ARCH: Record<string, string> = {
-  llama: 'llama',
-  mistral: 'llama',
-  qwen2: 'qwen2',
-  qwen3: 'qwen3',
-  phi3: 'phi3',
-  gemma2: 'gemma2',
-  gemma3_text: 'gemma3',
-  gemma3: 'gemma3',
-};
-
-/** llama.cpp's architecture name for a model_type, or a one-line error naming `where`. */
-export function llamaCppArch(modelType: string, where: string): string {
-  const arch = LLAMA_CPP_ARCH[modelType];
-  if (!arch)
-    throw new ScalpelError(
-      `${where}: model_type ${modelType} has no llama.cpp architecture Scalpel knows (${Object.keys(LLAMA_CPP_ARCH).join(', ')})`,
-    );
-  return arch;
-}
 
 /** The adapter's tensors under llama.cpp's names and shapes (PyTorch order; the file stores them reversed). */
 export function llamaCppLoraTensors(ad: RankOneAdapter): GgufTensor[] {

@@ -53,13 +53,30 @@ export function llamaCppTensorName(hfName: string): string | undefined {
   throw new ScalpelError(`tensor '${hfName}': no llama.cpp counterpart known, cannot export this checkpoint to GGUF`);
 }
 
+/** llama.cpp's general.architecture for a Hugging Face model_type (its converter's choices). */
 const LLAMA_CPP_ARCH: Record<string, string> = {
   llama: 'llama',
   mistral: 'llama',
   qwen2: 'qwen2',
   qwen3: 'qwen3',
   phi3: 'phi3',
+  gemma2: 'gemma2',
+  gemma3_text: 'gemma3',
+  gemma3: 'gemma3',
 };
+
+/** llama.cpp's architecture name for a model_type, or a one-line error naming `where`. */
+export function llamaCppArch(modelType: string, where: string): string {
+  const arch = LLAMA_CPP_ARCH[modelType];
+  if (!arch)
+    throw new ScalpelError(
+      `${where}: model_type ${modelType} has no llama.cpp architecture Scalpel knows (${Object.keys(LLAMA_CPP_ARCH).join(', ')})`,
+    );
+  return arch;
+}
+
+/** Architectures whose whole model the GGUF writer knows how to lay out (Gemma's norms and scaling are not done). */
+const WHOLE_MODEL_EXPORT = new Set(['llama', 'qwen2', 'qwen3', 'phi3']);
 
 /** The default RoPE inverse frequencies, 1 / θ^(2i/d), as Scalpel's own RoPE computes them. */
 function defaultInvFreq(theta: number, dim: number): Float32Array {
@@ -86,7 +103,8 @@ function isDefaultRope(rope: RopeSpec, theta: number): boolean {
  */
 export function llamaCppLayout(config: Record<string, unknown>, args: ModelArgs): LlamaCppLayout {
   const arch = LLAMA_CPP_ARCH[args.arch];
-  if (!arch) throw new ScalpelError(`config.json: architecture ${args.arch} has no GGUF export`);
+  if (!arch || !WHOLE_MODEL_EXPORT.has(arch))
+    throw new ScalpelError(`config.json: architecture ${args.arch} has no GGUF export`);
   const rope = args.layers[0]!.rope;
   if (args.layers.some((l) => l.rope !== rope))
     throw new ScalpelError(`config.json: layers with different RoPE settings cannot be written for llama.cpp`);
