@@ -274,3 +274,25 @@ test('bake removes the temp folder of an earlier bake of the same output that wa
   assert.ok(fs.existsSync(live), "a running bake's folder is not ours to remove");
   fs.rmSync(live, { recursive: true });
 });
+
+test('bake into a folder that already holds the same bake succeeds without writing; any other bake there is refused', async () => {
+  const out = path.join(tmp, 'twice');
+  const o = { modelDir: path.join(FIXTURES, 'llama'), outDir: out, direction: randomUnit(64, 1), provenance };
+  const first = await bakeAblation(o);
+  assert.ok(!first.alreadyBaked && first.changed.length > 0);
+  const stamp = fs.statSync(path.join(out, 'model.safetensors')).mtimeMs;
+  // The rerun after a bake killed just after its rename (or after it finished): nothing to do, nothing rewritten.
+  const again = await bakeAblation(o);
+  assert.equal(again.alreadyBaked, true);
+  assert.equal(fs.statSync(path.join(out, 'model.safetensors')).mtimeMs, stamp);
+  // Another direction, another strength, or another provenance is another bake: the folder is not its to replace.
+  for (const other of [
+    { ...o, direction: randomUnit(64, 2) },
+    { ...o, strength: 0.5 },
+    { ...o, provenance: { ...provenance, scalpel_lambda: '0.5' } },
+  ])
+    await assert.rejects(bakeAblation(other), /twice: exists and is not empty/);
+  // A half-edited record is not a finished bake.
+  fs.writeFileSync(path.join(out, 'scalpel_bake.json'), '{"format":');
+  await assert.rejects(bakeAblation(o), /twice: exists and is not empty/);
+});

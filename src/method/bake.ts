@@ -49,6 +49,8 @@ export interface BakeResult {
   /** True when the input tied its output head to the embedding: the output keeps the original as lm_head.weight. */
   untied: boolean;
   weightFiles: string[];
+  /** True when `outDir` already held this very bake (a rerun after a bake that finished, or was killed after its rename). */
+  alreadyBaked?: boolean;
 }
 
 export const EMBED = 'model.embed_tokens.weight';
@@ -119,6 +121,22 @@ export function checkOutDir(outDir: string): void {
     throw new ScalpelError(`${outDir}: exists and is not empty; choose a new directory for the baked model`);
 }
 
+/** Whether `outDir` is a finished bake whose scalpel_bake.json has every field of `identity` with the same value. */
+function holdsBake(outDir: string, identity: Record<string, unknown>): boolean {
+  let record: unknown;
+  try {
+    record = JSON.parse(fs.readFileSync(path.join(outDir, 'scalpel_bake.json'), 'utf8'));
+  } catch {
+    return false; // no folder, no record, or not JSON: not this bake (checkOutDir then says why it cannot be written)
+  }
+  if (!record || typeof record !== 'object') return false;
+  const r = record as Record<string, unknown>;
+  return (
+    Object.entries(identity).every(([k, v]) => JSON.stringify(r[k]) === JSON.stringify(v)) &&
+    (identity['strength'] !== undefined || r['strength'] === undefined)
+  );
+}
+
 /** The model's config.json, parsed; refused when its architecture would bring a removed direction back. */
 export function readBakeableConfig(modelDir: string) {
   const configPath = path.join(modelDir, 'config.json');
@@ -161,6 +179,17 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
   const d = unitDirection(o.direction, args.width, 'bake');
   const s = o.strength ?? 1;
   if (!(s >= 0 && s <= 1)) throw new ScalpelError(`bake: strength ${s}: expected a number in [0, 1]`);
+  // What identifies this bake in scalpel_bake.json: the same source, run, site, λ, strength and direction.
+  const identity = {
+    format: 'scalpel-bake/1',
+    ...o.provenance,
+    ...(s !== 1 ? { strength: s } : {}),
+    direction: Array.from(d, (v) => Math.fround(v)),
+  };
+  // A rerun of a bake that completed (the folder is renamed into place only when whole) has nothing left to do: the
+  // same command must succeed again, as run and sweep do when rerun, rather than refuse its own output.
+  if (holdsBake(o.outDir, identity))
+    return { outDir: o.outDir, changed: [], untied: false, weightFiles: [], alreadyBaked: true };
   checkOutDir(o.outDir);
   const { files, weightMap } = findWeightFiles(o.modelDir);
   const names = new Map<string, SafetensorsEntry>(); // every tensor, from the headers (validated before any data is read)
@@ -267,13 +296,13 @@ export async function bakeAblation(o: BakeOptions): Promise<BakeResult> {
     await writeFileAtomic(
       path.join(tmp, 'scalpel_bake.json'),
       `${JSON.stringify({
-        format: 'scalpel-bake/1',
+        format: identity.format,
         ...o.provenance,
         edit: 'W <- (I - d d^T) W for the token embedding, every self_attn.o_proj and mlp.down_proj (weights and biases)',
         untied_lm_head: untied,
         ...(s !== 1 ? { strength: s } : {}),
         changed_tensors: changed.length,
-        direction: Array.from(d, (v) => Math.fround(v)),
+        direction: identity.direction,
       })}\n`,
     );
     if (fs.existsSync(o.outDir)) fs.rmdirSync(o.outDir); // checked empty above

@@ -108,6 +108,12 @@ export function register(program: Command): void {
         flags.format === 'gguf'
           ? await exportGguf({ ...common, outFile: flags.out, ...gguf }).finally(() => bar.stop())
           : await bakeAblation({ ...common, outDir: resolve(flags.out) }).finally(() => bar.stop());
+      if ('alreadyBaked' in res && res.alreadyBaked) {
+        log(
+          `${res.outDir} already holds this bake (its scalpel_bake.json matches the run and settings); nothing to do`,
+        );
+        return;
+      }
       const written = 'outFile' in res ? `${res.outFile} (and ${res.modelfile})` : res.outDir;
       log(
         `baked ${sel.target === 'true' ? 'the true-refusal direction' : `the false-refusal vector (λ = ${lambda})`} of position ${chosen.position}, layer ${chosen.layer} into ${res.changed.length} tensors${res.untied ? ' (the output head, tied before, keeps the original embedding)' : ''}: ${written}`,
