@@ -652,7 +652,7 @@ const modelFolder: Target<{ file: string; data: Uint8Array }[]> = {
 const modelFolderCli: Target<{ file: string; data: Uint8Array }[]> = {
   name: 'model-folder-cli',
   about: '`scalpel generate` (a real process) on mutated copies of the project model folder: stderr must be escaped',
-  fullCases: 1000,
+  fullCases: 200,
   async setup(work) {
     const dir = path.join(work, 'model');
     return {
