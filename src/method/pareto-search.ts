@@ -6,7 +6,8 @@
 //      edit (λ 1, zero ablation, strength 1), scored on the first n prompts of each validation set, n = 8, 16, …,
 //      n-val; after each rung the best third goes on (KL within the limit first, then Pareto rank, then score), until
 //      SITES_KEPT sites are left at the full n.
-//   2. settings: those sites × the λ × mode × strength grid, halved the same way from n = 8.
+//   2. settings: those sites × the λ × mode × strength grid, halved the same way from n = 8, ranked by the pick
+//      rule (KL limit, harmful refusal within the tolerance) before Pareto rank.
 // A point scored at n keeps its per-prompt numbers, so growing it to 2n costs only the n new prompts. The front is
 // taken over every point scored at the full n. Harmful refusal kept is the share of harmful-pool prompts whose
 // refusal score stays above 0 (p(refusal tokens) > ½ at the first response token): it costs no generation (the
@@ -29,7 +30,7 @@ import type { StageContext } from './stage.js';
 export const PARETO_GRID = {
   lambda: [0, 0.5, 1],
   ablation: ['zero', 'affine'] as AblationMode[],
-  strength: [0.5, 0.75, 1],
+  strength: [0.25, 0.5, 0.75, 1],
 };
 const ETA = 3;
 const SITES_KEPT = 3;
@@ -277,18 +278,18 @@ async function search(
     const edited = await logits(harmless.slice(from, n.harmless), hooks);
     for (const [j, l] of edited.entries()) s.kl.push(klDivergence(baseHarmless[from + j]!, l));
   };
-  // Within the KL limit first, then Pareto rank, then the pseudo-harmful score.
+  // The pick rule decides what is worth keeping: within the KL limit, then harmful refusal within the tolerance
+  // (plus two prompts' worth of slack, as a small slice is noisy), then Pareto rank, then the pseudo-harmful score.
+  // Without the harm test the most aggressive edits (λ 0) fill every slot: they lead on the pseudo-harmful score.
   const ranked = (alive: State[]) => {
     const obj = alive.map(objectives);
     const ranks = paretoRanks(obj);
+    const bad = (s: State, o: Objectives) =>
+      2 * Number(o.kl > c.klThreshold) +
+      Number(o.harmful_refusal < baseline.harmful_refusal - TOLERANCE - (2 * 100) / s.harmful.length);
     return alive
-      .map((s, i) => ({ s, o: obj[i]!, r: ranks[i]! }))
-      .sort(
-        (x, y) =>
-          Number(x.o.kl > c.klThreshold) - Number(y.o.kl > c.klThreshold) ||
-          x.r - y.r ||
-          x.o.pseudo_score - y.o.pseudo_score,
-      )
+      .map((s, i) => ({ s, o: obj[i]!, r: ranks[i]!, b: bad(s, obj[i]!) }))
+      .sort((x, y) => x.b - y.b || x.r - y.r || x.o.pseudo_score - y.o.pseudo_score)
       .map((x) => x.s);
   };
   const rungLog: ParetoJson['forward_passes']['rungs'] = [];
