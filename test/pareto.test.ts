@@ -3,6 +3,7 @@
 // ablation (hooks and bake), and a real small run selected with --objective pareto whose pick eval and bake use.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,7 +14,7 @@ import { validateSettings } from '../src/method/intervention.js';
 import { defaultPick, dominates, paretoFront, paretoRanks, type Objectives } from '../src/method/pareto.js';
 import { loadPromptSet, promptKey } from '../src/method/datasets.js';
 import { mulberry32 } from '../src/rng.js';
-import { ROOT, runScalpel, TINY_CHAT } from './support/cli.js';
+import { BIN, ROOT, runScalpel, TINY_CHAT } from './support/cli.js';
 
 const DATA = path.join(ROOT, '..', 'shared', 'datasets', 'raw');
 
@@ -170,7 +171,8 @@ test('a real small run selected with --objective pareto: pareto.json, and a pick
 
   // --pick another point (a zero-ablation one, so it can be baked): no new search, and bake applies its strength.
   const zeroAt = pareto.front.findIndex((p: { ablation: string }) => p.ablation === 'zero');
-  if (zeroAt >= 0) {
+  assert.ok(zeroAt >= 0, 'the front has a zero-ablation point (seeded: it does)');
+  {
     const { err } = runScalpel(
       'select',
       '--run',
@@ -184,6 +186,17 @@ test('a real small run selected with --objective pareto: pareto.json, and a pick
     assert.equal(again.stages.select.prompt_prefills, 0);
     const p = pareto.front[zeroAt];
     assert.equal(again.config.strength, p.strength);
+    const bad = spawnSync(process.execPath, [
+      BIN,
+      'bake',
+      '--run',
+      run,
+      '--out',
+      path.join(tmp, 'b'),
+      '--strength',
+      '1.5',
+    ]);
+    assert.match(String(bad.stderr), /^scalpel: --strength 1\.5: expected a number in \[0, 1\]\n$/);
     runScalpel('bake', '--run', run, '--out', path.join(tmp, 'baked'), '--quiet');
     const bake = JSON.parse(fs.readFileSync(path.join(tmp, 'baked', 'scalpel_bake.json'), 'utf8'));
     assert.equal(bake.strength ?? 1, p.strength);
@@ -212,4 +225,32 @@ test('harmful-val-pool: ≥ 256 prompts of several sources, none in harmful-trai
   const from = (name: string) => loadPromptSet(name, DATA).prompts.filter((p) => keys.has(promptKey(p))).length;
   assert.deepEqual(['harmful-val', 'advbench', 'tdc2023-dev', 'or-bench-toxic-val'].map(from), [39, 370, 3, 555]);
   assert.equal(loadPromptSet('harmful-val-pool:10', DATA).prompts.length, 10);
+});
+
+test('bad --strength, --objective and --pick: one line naming the flag, nothing written', () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-pareto-flags-'));
+  const out = path.join(tmp, 'run');
+  const cases: [string[], RegExp][] = [
+    [
+      ['run', '--model', TINY_CHAT, '--out', out, '--strength', '2'],
+      /^scalpel: --strength 2: expected a number in \[0, 1\]$/,
+    ],
+    [
+      ['run', '--model', TINY_CHAT, '--out', out, '--objective', 'best'],
+      /^scalpel: --objective best: expected refusal-score or pareto$/,
+    ],
+    [
+      ['run', '--model', TINY_CHAT, '--out', out, '--pick', '1'],
+      /^scalpel: --pick 1: only --objective pareto takes --pick$/,
+    ],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+    assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
+    const lines = r.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0]!, pattern);
+    assert.ok(!fs.existsSync(out), `${args.join(' ')} wrote a run`);
+  }
+  fs.rmSync(tmp, { recursive: true, force: true });
 });
