@@ -4,10 +4,9 @@
 // scoring every edit on every prompt:
 //   1. sites: every (position, layer) the paper's rules leave (pruned layers and zero vectors out) at the paper's
 //      edit (λ 1, zero ablation, strength 1), scored on the first n prompts of each validation set, n = 8, 16, …,
-//      n-val; after each rung the best third goes on (KL within the limit first, then Pareto rank, then score), until
-//      SITES_KEPT sites are left at the full n.
-//   2. settings: those sites × the λ × mode × strength grid, halved the same way from n = 8, ranked by the pick
-//      rule (KL limit, harmful refusal within the tolerance) before Pareto rank.
+//      n-val; after each rung the best third goes on, until SITES_KEPT sites are left at the full n. Ranked as the
+//      pick rule would: KL within the limit, then harmful refusal within the tolerance, then Pareto rank, then score.
+//   2. settings: those sites × the λ × mode × strength grid, halved the same way from n = 8.
 // A point scored at n keeps its per-prompt numbers, so growing it to 2n costs only the n new prompts. The front is
 // taken over every point scored at the full n. Harmful refusal kept is the share of harmful-pool prompts whose
 // refusal score stays above 0 (p(refusal tokens) > ½ at the first response token): it costs no generation (the
