@@ -11,6 +11,7 @@ import type { HookContext } from '../src/engine/types.js';
 import { ablationHook, postInstructionAblationHook } from '../src/method/hooks.js';
 import { bakeTensor } from '../src/method/bake.js';
 import { validateSettings } from '../src/method/intervention.js';
+import { isPoint } from '../src/method/pareto-search.js';
 import { defaultPick, dominates, paretoFront, paretoRanks, type Objectives } from '../src/method/pareto.js';
 import { loadPromptSet, promptKey } from '../src/method/datasets.js';
 import { mulberry32 } from '../src/rng.js';
@@ -253,4 +254,30 @@ test('bad --strength, --objective and --pick: one line naming the flag, nothing 
     assert.ok(!fs.existsSync(out), `${args.join(' ')} wrote a run`);
   }
   fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+test('a stored pareto point is only trusted when every field is readable', () => {
+  const good = {
+    position_index: 0,
+    position: -4,
+    layer: 2,
+    lambda: 1,
+    ablation: 'zero',
+    strength: 0.5,
+    pseudo_score: -0.2,
+    harmful_refusal: 97,
+    kl: 0.03,
+    harmful_score: 2.8,
+    n: [32, 128, 32],
+  };
+  assert.equal(isPoint(good), true);
+  for (const bad of [
+    null,
+    5,
+    { ...good, kl: 'x' },
+    { ...good, ablation: 'half' },
+    { ...good, layer: 1.5 },
+    { ...good, pseudo_score: Number.NaN },
+  ])
+    assert.equal(isPoint(bad), false, JSON.stringify(bad));
 });

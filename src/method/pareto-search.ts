@@ -85,6 +85,30 @@ interface State {
   kl: number[];
 }
 
+const isObjectives = (p: unknown): p is Objectives => {
+  const o = p as Partial<Objectives> | null;
+  return (
+    typeof o === 'object' &&
+    o !== null &&
+    [o.pseudo_score, o.harmful_refusal, o.kl].every((x) => typeof x === 'number' && Number.isFinite(x))
+  );
+};
+
+/** A point of a stored pareto.json that can be picked (a damaged file is searched again, not trusted). */
+export function isPoint(p: unknown): p is ParetoPoint {
+  const o = p as Partial<ParetoPoint>;
+  return (
+    isObjectives(p) &&
+    Number.isSafeInteger(o.position_index) &&
+    Number.isSafeInteger(o.layer) &&
+    typeof o.lambda === 'number' &&
+    (o.ablation === 'zero' || o.ablation === 'affine') &&
+    typeof o.strength === 'number' &&
+    typeof o.harmful_score === 'number' &&
+    typeof o.position === 'number'
+  );
+}
+
 const keyOf = (e: Edit) => `${e.position_index}/${e.layer}/${e.lambda}/${e.ablation}/${e.strength}`;
 
 function objectives(s: State): Objectives & { harmful_score: number } {
@@ -137,7 +161,14 @@ export async function paretoSelect(
   const previous = existsSync(join(ctx.runDir, FILES.pareto)) ? readJson<ParetoJson>(ctx.runDir, FILES.pareto) : null;
   let found: Omit<ParetoJson, 'front' | 'pick'>;
   let rows: SelectionRow[] | null = null;
-  if (previous?.format === PARETO_FORMAT && previous.search_key === searchKey && Array.isArray(previous.points)) {
+  if (
+    previous?.format === PARETO_FORMAT &&
+    previous.search_key === searchKey &&
+    Array.isArray(previous.points) &&
+    previous.points.length > 0 &&
+    previous.points.every(isPoint) &&
+    isObjectives(previous.baseline)
+  ) {
     ctx.log(`pareto: reusing the search in ${FILES.pareto} (${previous.points.length} points)`);
     found = previous;
   } else {

@@ -2,7 +2,7 @@
 // the full n as pseudo-harmful refusal score against harmful refusal kept, KL as the colour, the front joined and
 // the pick marked, with the baseline's lines; then the front as a table and the search's cost.
 import type { TopLevelSpec } from 'vega-lite';
-import type { ParetoJson, ParetoPoint } from '../../method/pareto-search.js';
+import { isPoint, type ParetoJson, type ParetoPoint } from '../../method/pareto-search.js';
 import { figure } from '../chart.js';
 import { esc, fixed, table } from '../html.js';
 import type { ReportInputs } from '../inputs.js';
@@ -89,8 +89,22 @@ function frontSpec(doc: ParetoJson): TopLevelSpec {
 }
 
 export async function paretoSection(inputs: ReportInputs): Promise<Section | null> {
-  const doc = inputs.pareto;
-  if (!doc) return null;
+  const stored = inputs.pareto;
+  if (!stored) return null;
+  // A damaged file's unreadable points are left out rather than drawn as garbage.
+  const front = stored.front.filter(isPoint);
+  const doc: ParetoJson = {
+    ...stored,
+    points: stored.points.filter(isPoint),
+    front,
+    pick: { ...stored.pick, index: front.length === stored.front.length ? stored.pick?.index : -1 },
+  };
+  if (typeof doc.baseline?.pseudo_score !== 'number' || typeof doc.baseline.harmful_refusal !== 'number')
+    return {
+      id: 'pareto',
+      title: 'Harm-aware selection: the Pareto front',
+      html: '<p>pareto.json has no readable baseline.</p>',
+    };
   const b = doc.baseline;
   const fp = doc.forward_passes;
   const parts = [
@@ -98,7 +112,7 @@ export async function paretoSection(inputs: ReportInputs): Promise<Section | nul
       'pareto-front',
       frontSpec(doc),
       esc(
-        `Every edit the search scored on all its validation prompts (${doc.points.length}; n = ${doc.front[0]?.n.join(' / ') ?? '–'} pseudo-harmful / harmful pool / harmless), the front joined, the pick circled in red. Grey dashes: the model's own pseudo-harmful score (${fixed(b.pseudo_score)}); red dashes: 2 points below its harmful refusal (${b.harmful_refusal.toFixed(1)}%), the pick rule's floor. Harmful pool: ${doc.harmful_pool.name}, ${doc.harmful_pool.n} of ${doc.harmful_pool.size} prompts.`,
+        `Every edit the search scored on all its validation prompts (${doc.points.length}; n = ${Array.isArray(doc.front[0]?.n) ? doc.front[0].n.join(' / ') : '–'} pseudo-harmful / harmful pool / harmless), the front joined, the pick circled in red. Grey dashes: the model's own pseudo-harmful score (${fixed(b.pseudo_score)}); red dashes: 2 points below its harmful refusal (${b.harmful_refusal.toFixed(1)}%), the pick rule's floor. Harmful pool: ${String(doc.harmful_pool?.name)}, ${String(doc.harmful_pool?.n)} of ${String(doc.harmful_pool?.size)} prompts.`,
       ),
       'scatter of edits: pseudo-harmful refusal score against harmful refusal kept, coloured by KL',
     ),
@@ -122,7 +136,7 @@ export async function paretoSection(inputs: ReportInputs): Promise<Section | nul
     ),
   );
   parts.push(
-    `<p class="small">Pick: ${esc(doc.pick.chosen_by === 'rule' ? `${doc.pick.rule}${doc.pick.met ? '' : ' (no point met it; the gaining point keeping the most harmful refusal)'}` : `--pick ${doc.pick.index}`)}. Search cost: ${fp.search.toLocaleString('en')} forward passes (prompt prefills) against ${fp.exhaustive.toLocaleString('en')} for scoring every edit of the space on every prompt (${(100 * fp.share).toFixed(1)}%).</p>`,
+    `<p class="small">Pick: ${esc(doc.pick.chosen_by === 'rule' ? `${String(doc.pick.rule)}${doc.pick.met ? '' : ' (no point met it; the gaining point keeping the most harmful refusal)'}` : `--pick ${doc.pick.index}`)}. ${typeof fp?.search === 'number' && typeof fp.exhaustive === 'number' ? `Search cost: ${fp.search.toLocaleString('en')} forward passes (prompt prefills) against ${fp.exhaustive.toLocaleString('en')} for scoring every edit of the space on every prompt (${((100 * fp.search) / fp.exhaustive).toFixed(1)}%).` : ''}</p>`,
   );
   return { id: 'pareto', title: 'Harm-aware selection: the Pareto front', html: parts.join('') };
 }
