@@ -40,6 +40,9 @@ test('every name resolves against ../shared/datasets/raw with the documented siz
     strongreject: 313,
     'coconot-contrast': 379,
     'alpaca-test': 200,
+    'malicious-instruct': 100,
+    'tdc2023-dev': 50,
+    'or-bench-toxic-val': 555,
   };
   for (const d of DATASETS.filter((x) => !x.builtin)) {
     const s = loadPromptSet(d.name, DATA);

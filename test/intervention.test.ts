@@ -66,7 +66,7 @@ const same = (a: Float32Array, b: Float32Array) =>
 test('interventionFromRun: the run chose it; λ, α and the mode are dials on the chosen site', async () => {
   await made;
   const got = await interventionFromRun(runDir);
-  assert.deepEqual(got.settings, { lambda: 1, alpha: 1, ablation: 'zero', target: 'false' });
+  assert.deepEqual(got.settings, { lambda: 1, alpha: 1, ablation: 'zero', strength: 1, target: 'false' });
   assert.equal(got.intervention.kind, 'ablate');
   assert.deepEqual(got.intervention.mode, { kind: 'zero' });
   assert.equal(got.intervention.scale, 1);
@@ -92,7 +92,7 @@ test('interventionFromRun: the run chose it; λ, α and the mode are dials on th
   for (let p = 0; p < cand.k; p++)
     for (let layer = 0; layer < cand.L; layer++)
       assert.equal(targets[p]![layer], dot(slice(cand.meanHarmless, p, layer, cand.L, cand.d), w64));
-  assert.deepEqual(half.settings, { lambda: 0.25, alpha: 0, ablation: 'affine', target: 'false' });
+  assert.deepEqual(half.settings, { lambda: 0.25, alpha: 0, ablation: 'affine', strength: 1, target: 'false' });
 });
 
 test('interventionFromRun: a missing or unfinished run, or a bad stored setting, is one line naming the file', async () => {
@@ -272,8 +272,8 @@ test('validation: one-line ScalpelErrors naming the field and what was expected'
   const direction = Float32Array.of(1, 0);
   const add = { layer: 1, vector: Float32Array.of(0, 1), alpha: 2 };
   fails(
-    () => validateIntervention({ kind: 'ablate', direction, mode: { kind: 'zero' }, scale: 0.5 }, 2),
-    /^intervention\.scale 0\.5: expected 1/,
+    () => validateIntervention({ kind: 'ablate', direction, mode: { kind: 'zero' }, scale: 1.5 }, 2),
+    /^intervention\.scale 1\.5: expected an ablation strength in \[0, 1\]$/,
   );
   fails(
     () =>

@@ -36,6 +36,13 @@ function parseSampler(v: unknown, flag: string): MethodConfig['sampler'] {
   throw new ScalpelError(`--${flag} ${String(v)}: expected mulberry32 or python`);
 }
 
+/** --objective: the paper's rule (stored as no field, so older runs keep their keys) or the Pareto search. */
+function parseObjective(v: unknown, flag: string): MethodConfig['objective'] {
+  if (v === 'refusal-score') return undefined;
+  if (v === 'pareto') return 'pareto';
+  throw new ScalpelError(`--${flag} ${String(v)}: expected refusal-score or pareto`);
+}
+
 const FLAG_FIELDS: [string, keyof MethodConfig, (v: unknown, flag: string) => unknown][] = [
   ['harmfulTrain', 'harmfulTrain', String],
   ['harmfulVal', 'harmfulVal', String],
@@ -56,6 +63,10 @@ const FLAG_FIELDS: [string, keyof MethodConfig, (v: unknown, flag: string) => un
   ['lambda', 'lambda', num],
   ['target', 'target', String],
   ['ablation', 'ablation', String],
+  ['strength', 'strength', num],
+  ['objective', 'objective', parseObjective],
+  ['pick', 'pick', num],
+  ['harmfulPool', 'harmfulPool', String],
   ['klThreshold', 'klThreshold', num],
   ['trueKlThreshold', 'trueKlThreshold', num],
   ['induceThreshold', 'induceThreshold', num],
@@ -91,6 +102,8 @@ export function buildConfig(
     if (stored['column'] !== null && stored['column'] !== undefined) config.column = stored['column'] as string;
     if (stored['system'] !== null && stored['system'] !== undefined) config.system = stored['system'] as string;
     if (stored['sampler'] === 'python') config.sampler = 'python';
+    if (stored['objective'] === 'pareto') config.objective = 'pareto';
+    if (typeof stored['pick'] === 'number') config.pick = stored['pick'];
     if (explicit('paper') && opts['paper']) Object.assign(config, PAPER_OVERRIDES);
   }
   for (const [opt, field, parse] of FLAG_FIELDS) {

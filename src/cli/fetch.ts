@@ -1,7 +1,7 @@
 // Public prompt sets fetched from the command line: the lines `scalpel datasets fetch` prints, and the fetch on first
 // use that the method's commands (run, extract, select, eval) do when a public set is named without a data directory.
 import type { MethodConfig } from '../method/config.js';
-import { publicSetOf } from '../method/datasets.js';
+import { publicSetOf, setsRead } from '../method/datasets.js';
 import { fetchDatasets, type FetchedFile } from '../method/fetch.js';
 import type { RunOptions } from '../method/pipeline.js';
 
@@ -18,6 +18,7 @@ export function licenceLine(f: FetchedFile): string {
 /** The sets a configuration reads: training and validation, and with `withEval` the evaluation sets. */
 export function configSets(c: MethodConfig, withEval: boolean): string[] {
   const sets = [c.harmfulTrain, c.harmfulVal, c.harmlessTrain, c.harmlessVal, c.pseudoTrain, c.pseudoVal];
+  if (c.objective === 'pareto') sets.push(...setsRead(c.harmfulPool));
   return withEval ? [...sets, ...c.evalDatasets] : sets;
 }
 

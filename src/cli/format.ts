@@ -64,7 +64,7 @@ export function describeSelection(sel: SelectionJson | undefined): string {
   // selection.json is a file: a damaged one may hold anything where a score should be.
   const f = (x: unknown) => (typeof x === 'number' ? x.toFixed(3) : '–');
   return escapeControls(
-    `chosen: position ${c.position}, layer ${c.layer} (target ${sel.target}, λ = ${sel.lambda}, ${sel.ablation} ablation; pseudo-val refusal score ${f(c.refusal_score)}, harmless KL ${f(c.kl)}, harmful-val score ${f(c.harmful_score)})`,
+    `chosen: position ${c.position}, layer ${c.layer} (target ${sel.target}, λ = ${sel.lambda}, ${sel.ablation} ablation${typeof sel.strength === 'number' && sel.strength !== 1 ? `, strength ${sel.strength}` : ''}; pseudo-val refusal score ${f(c.refusal_score)}, harmless KL ${f(c.kl)}, harmful-val score ${f(c.harmful_score)})`,
   );
 }
 

@@ -61,6 +61,13 @@ function addMethodOptions(cmd: Command): Command {
       '"false" (default): the false-refusal vector; "true": the true-refusal direction (Arditi et al.)',
     )
     .option('--ablation <mode>', '"zero" (default) or "affine" (set the projection to the harmless mean)')
+    .option('--strength <s>', 'ablation strength in [0, 1]: the share of the projection removed (default 1)')
+    .option(
+      '--objective <rule>',
+      '"refusal-score" (default: the paper\'s rule) or "pareto" (search position, layer, λ, mode and strength for the front of pseudo-harmful score, harmful refusal kept and KL; writes pareto.json)',
+    )
+    .option('--pick <n>', "--objective pareto: use point N of pareto.json's front instead of the default pick")
+    .option('--harmful-pool <set>', '--objective pareto: harmful validation prompts (default harmful-val-pool)')
     .option('--kl-threshold <x>', 'reject candidates with harmless-val KL above this (default 0.2)')
     .option('--prune <fraction>', 'reject candidates from the last fraction of layers (default 0.2)')
     .option(
@@ -181,6 +188,14 @@ export async function openRun(
   const modelDir = (await resolveModelFlag(modelFlag ?? storedModelRef(run), quiet)).dir;
   checkSameModel(run, runDir, modelDir, modelFingerprint(modelDir));
   return { runDir, run, modelDir };
+}
+
+/** --strength as given, checked; undefined when absent (the run's strength then applies). */
+export function strengthFlag(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const strength = text.trim() === '' ? Number.NaN : Number(text);
+  validateSettings({ strength }, () => `--strength ${text}`);
+  return strength;
 }
 
 /** --lambda as given, checked; undefined when absent (the run's λ then applies). */

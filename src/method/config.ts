@@ -40,6 +40,18 @@ export interface MethodConfig {
   lambda: number;
   target: Target;
   ablation: AblationMode;
+  /** Ablation strength s in [0, 1]: the share of the projection step taken (1 = the full ablation). */
+  strength: number;
+  /**
+   * How select picks. Absent: the paper's rule (lowest pseudo-harmful score under the KL, layer and harm-guard rules).
+   * 'pareto': a successive-halving search over (position, layer, λ, ablation mode, strength) for the Pareto front of
+   * (pseudo-harmful score ↓, harmful refusal kept ↑, harmless KL ↓), written to pareto.json (pareto.ts).
+   */
+  objective?: 'pareto';
+  /** --objective pareto: the front point to use (its index in pareto.json's front); absent = the default pick rule. */
+  pick?: number;
+  /** --objective pareto: the harmful validation set whose refusal the pick must keep (default harmful-val-pool). */
+  harmfulPool: string;
   /** Reject candidates whose harmless-val KL exceeds this (false-refusal target). */
   klThreshold: number;
   /** Reject candidates with layer ≥ floor((1 − prune) · L). */
@@ -67,6 +79,7 @@ export const BUILTIN_SETS = {
   pseudoTrain: 'builtin-pseudo-harmful-train',
   pseudoVal: 'builtin-pseudo-harmful-val',
   evalDatasets: ['builtin-pseudo-harmful-test', 'builtin-harmful-test', 'builtin-harmless-test'],
+  harmfulPool: 'builtin-harmful-val',
 };
 
 export const PAPER_SETS = {
@@ -85,9 +98,10 @@ export const PAPER_SETS = {
     'or-bench-toxic-test',
     'alpaca-test:100',
   ],
+  harmfulPool: 'harmful-val-pool',
 };
 
-export const DEFAULTS: Omit<MethodConfig, keyof typeof PAPER_SETS> = {
+export const DEFAULTS: Omit<MethodConfig, keyof typeof PAPER_SETS | 'harmfulPool'> = {
   nTrain: 128,
   nVal: 32,
   seed: 1,
@@ -98,6 +112,7 @@ export const DEFAULTS: Omit<MethodConfig, keyof typeof PAPER_SETS> = {
   lambda: INTERVENTION_DEFAULTS.lambda,
   target: 'false',
   ablation: INTERVENTION_DEFAULTS.ablation,
+  strength: INTERVENTION_DEFAULTS.strength,
   klThreshold: 0.2,
   prunePercent: 0.2,
   harmGuard: true,
@@ -117,6 +132,10 @@ export const PAPER_OVERRIDES: Partial<MethodConfig> = {
   refusalTokens: 'paper',
   sampler: 'python',
   induceFilter: false,
+  // The paper's selection rule at the paper's full ablation, whatever the run was searched with before.
+  objective: undefined,
+  pick: undefined,
+  strength: 1,
 };
 
 /** Full defaults: public datasets when a data directory is known, the built-in prompt sets otherwise. */
@@ -151,6 +170,13 @@ export function validateConfig(c: MethodConfig): void {
     if (!(v >= 0)) throw new ScalpelError(`--${n} ${v}: expected a number ≥ 0`);
   }
   validateSettings({ alpha: c.alpha });
+  validateSettings({ strength: c.strength });
+  if (c.objective !== undefined && c.objective !== 'pareto')
+    throw new ScalpelError(`--objective ${String(c.objective)}: expected refusal-score or pareto`);
+  if (c.pick !== undefined) {
+    if (c.objective !== 'pareto') throw new ScalpelError(`--pick ${c.pick}: only --objective pareto takes --pick`);
+    int(c.pick, 'pick', 0);
+  }
   if (c.target !== 'false' && c.target !== 'true')
     throw new ScalpelError(`--target ${String(c.target)}: expected false or true`);
   validateSettings({ ablation: c.ablation });

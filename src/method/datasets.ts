@@ -26,6 +26,17 @@ export interface DatasetSpec {
   builtin?: boolean;
 }
 
+/**
+ * A set pooled from several named sets: their prompts in order, without duplicates and without any prompt whose
+ * text (case and runs of whitespace aside) is in one of the `exclude` sets.
+ */
+export interface PoolSpec {
+  name: string;
+  parts: readonly string[];
+  exclude: readonly string[];
+  source: string;
+}
+
 // Built-in sets' val and test sizes: val is the default n_val; test is 100, enough that one prompt moves a rate by
 // one point, not six as with the 16 of the first sets.
 export const BUILTIN_VAL = 32;
@@ -113,6 +124,25 @@ export const DATASETS: readonly DatasetSpec[] = [
     source: 'CoCoNot contrast set (MIT)',
   },
   {
+    name: 'malicious-instruct',
+    file: 'malicious_instruct/MaliciousInstruct.txt',
+    column: '',
+    source: 'MaliciousInstruct',
+  },
+  {
+    name: 'tdc2023-dev',
+    file: 'tdc2023/tdc2023_dev_behaviors.json',
+    column: '',
+    source: 'TDC 2023 red-teaming, dev behaviours (MIT)',
+  },
+  {
+    name: 'or-bench-toxic-val',
+    file: 'or-bench/or-bench-toxic.csv',
+    column: 'prompt',
+    slice: [0, -100],
+    source: 'or-bench-toxic.csv without its last 100 rows (or-bench-toxic-test)',
+  },
+  {
     name: 'alpaca-test',
     file: `${RD}/harmless_test.json`,
     column: 'instruction',
@@ -150,6 +180,56 @@ export const DATASETS: readonly DatasetSpec[] = [
     },
   ]),
 ];
+
+/**
+ * harmful-val-pool: harmful validation prompts of several sources and styles for the Pareto search's "harmful
+ * refusal kept" objective. Never a test set and never a prompt the run trains on: AdvBench, MaliciousInstruct and
+ * TDC 2023 feed refusal_direction's harmful_train, so their rows in it are left out, and so is any row of a harmful
+ * evaluation set (JailbreakBench, HarmBench test, StrongREJECT, XSTest-unsafe, OR-Bench-toxic test; harmful-test is
+ * the first three together). README's "harmful-val-pool" lists the counts.
+ */
+export const POOLS: readonly PoolSpec[] = [
+  {
+    name: 'harmful-val-pool',
+    parts: ['harmful-val', 'advbench', 'malicious-instruct', 'tdc2023-dev', 'or-bench-toxic-val'],
+    exclude: [
+      'harmful-train',
+      'harmful-test',
+      'jbb-harmful',
+      'harmbench-test',
+      'strongreject',
+      'xstest-unsafe',
+      'or-bench-toxic-test',
+    ],
+    source:
+      'refusal_direction harmful_val, AdvBench, MaliciousInstruct, TDC 2023 dev, OR-Bench-toxic (not its test rows); minus harmful_train and every harmful test set',
+  },
+];
+
+/** A prompt's identity for overlap checks: case and runs of whitespace do not make a different prompt. */
+export function promptKey(text: string): string {
+  return text.toLowerCase().replace(/\s+/g, ' ').trim();
+}
+
+/** The sets a reference reads: a pool's parts and exclusions, else the reference itself (for `datasets fetch`). */
+export function setsRead(ref: string): string[] {
+  const pool = POOLS.find((p) => p.name === ref.replace(/:\d+$/, ''));
+  return pool ? [...pool.parts, ...pool.exclude] : [ref];
+}
+
+function loadPool(pool: PoolSpec, dataDir: string | undefined): LoadedSet {
+  const excluded = new Set(pool.exclude.flatMap((n) => loadPromptSet(n, dataDir).prompts.map(promptKey)));
+  const seen = new Set<string>();
+  const prompts: string[] = [];
+  for (const part of pool.parts)
+    for (const p of loadPromptSet(part, dataDir).prompts) {
+      const key = promptKey(p);
+      if (excluded.has(key) || seen.has(key)) continue;
+      seen.add(key);
+      prompts.push(p);
+    }
+  return { name: pool.name, prompts, source: pool.source, path: pool.parts.join(' + ') };
+}
 
 /** The package root (the folder holding package.json), found from this module's location. */
 export function packageRoot(): string {
@@ -243,8 +323,14 @@ function loadSpec(spec: DatasetSpec, dataDir: string | undefined): { prompts: st
  */
 export function loadPromptSet(ref: string, dataDir: string | undefined, column?: string): LoadedSet {
   const m = /^(.*):(\d+)$/.exec(ref);
-  const base = m && findDataset(m[1]!) ? m[1]! : ref;
-  const limit = m && findDataset(m[1]!) ? Number(m[2]) : undefined;
+  const named = (n: string) => findDataset(n) !== undefined || POOLS.some((p) => p.name === n);
+  const base = m && named(m[1]!) ? m[1]! : ref;
+  const limit = m && named(m[1]!) ? Number(m[2]) : undefined;
+  const pool = POOLS.find((p) => p.name === base);
+  if (pool) {
+    const loaded = loadPool(pool, dataDir);
+    return { ...loaded, name: ref, prompts: limit === undefined ? loaded.prompts : loaded.prompts.slice(0, limit) };
+  }
   const spec = findDataset(base);
   if (spec) {
     const { prompts, path } = loadSpec(spec, dataDir);
@@ -256,7 +342,7 @@ export function loadPromptSet(ref: string, dataDir: string | undefined, column?:
   }
   if (/[/\\.]/.test(ref)) throw new ScalpelError(`${ref}: no such prompt file`);
   throw new ScalpelError(
-    `unknown dataset "${ref}" (known: ${DATASETS.map((d) => d.name).join(', ')}; or pass a prompt file)`,
+    `unknown dataset "${ref}" (known: ${[...DATASETS, ...POOLS].map((d) => d.name).join(', ')}; or pass a prompt file)`,
   );
 }
 

@@ -22,6 +22,8 @@ export interface GgufExportOptions {
   outFile: string;
   /** The direction to remove, [width]; normalised here. */
   direction: ArrayLike<number>;
+  /** Ablation strength s: W − s·ŵŵᵀW (default 1). */
+  strength?: number;
   /** Storage of the matrices (default: the checkpoint's); norms and biases are always f32. */
   dtype?: WeightDType;
   quant?: GgufQuant;
@@ -65,7 +67,7 @@ export async function exportGguf(o: GgufExportOptions): Promise<GgufExportResult
   const res = await writeModelGguf(o.modelDir, outFile, {
     dtype: o.dtype,
     quant: o.quant,
-    edit: (t) => bakeTensor(t, d),
+    edit: (t) => bakeTensor(t, d, o.strength ?? 1),
     untieHead: true,
     metadata: provenance,
     onProgress: o.onProgress,

@@ -8,26 +8,36 @@ function toF32(v: ArrayLike<number>): Float32Array {
   return v instanceof Float32Array ? v : Float32Array.from(v as ArrayLike<number>);
 }
 
-/** x ← x − (x·d)d + target·d on the row of `width` values at `offset` (d is a unit vector). */
-function setProjection(act: Float32Array, offset: number, width: number, d: Float32Array, target: number): void {
+/**
+ * x ← x + s(target − x·d)d on the row of `width` values at `offset` (d is a unit vector): the projection on d moves
+ * share s of the way to `target` (s = 1 sets it; 1·c is c exactly, so s = 1 is bit-identical to setting it).
+ */
+function setProjection(
+  act: Float32Array,
+  offset: number,
+  width: number,
+  d: Float32Array,
+  target: number,
+  strength: number,
+): void {
   let p = 0;
   for (let j = 0; j < width; j++) p += act[offset + j]! * d[j]!;
-  const c = target - p;
+  const c = strength * (target - p);
   for (let j = 0; j < width; j++) act[offset + j]! += c * d[j]!;
 }
 
 /**
- * Directional ablation x ← x − (x·d)d + c·d for every real token row (d is a unit vector).
- * c = 0 is the paper's zero ablation; c = the harmless mean projection gives affine ablation.
+ * Directional ablation x ← x − s((x·d) − c)d for every real token row (d is a unit vector).
+ * c = 0 is the paper's zero ablation; c = the harmless mean projection gives affine ablation; s < 1 a partial one.
  */
-export function ablationHook(direction: ArrayLike<number>, target = 0): Hook {
+export function ablationHook(direction: ArrayLike<number>, target = 0, strength = 1): Hook {
   const d = toF32(direction);
   return (act: Float32Array, ctx: HookContext) => {
     const w = ctx.width;
     const rows = ctx.batch * ctx.seq;
     for (let row = 0; row < rows; row++) {
       if (!ctx.valid[row]) continue;
-      setProjection(act, row * w, w, d, target);
+      setProjection(act, row * w, w, d, target, strength);
     }
   };
 }
@@ -57,7 +67,11 @@ export function pushHook(map: HookMap, name: string, hook: Hook): void {
  * Affine ablation at the last `targets.length` columns of a prompt pass (ctx.start = 0; batches are left-padded,
  * so every prompt's post-instruction tokens are those columns): their projection on d becomes targets[i].
  */
-export function postInstructionAblationHook(direction: ArrayLike<number>, targets: readonly number[]): Hook {
+export function postInstructionAblationHook(
+  direction: ArrayLike<number>,
+  targets: readonly number[],
+  strength = 1,
+): Hook {
   const d = toF32(direction);
   const k = targets.length;
   return (act: Float32Array, ctx: HookContext) => {
@@ -67,7 +81,7 @@ export function postInstructionAblationHook(direction: ArrayLike<number>, target
       for (let i = 0; i < k; i++) {
         const row = b * ctx.seq + ctx.seq - k + i;
         if (!ctx.valid[row]) continue;
-        setProjection(act, row * w, w, d, targets[i]!);
+        setProjection(act, row * w, w, d, targets[i]!, strength);
       }
   };
 }

@@ -43,7 +43,10 @@ export type Intervention =
       /** Unit vector. */
       direction: Float32Array;
       mode: AblationModeSpec;
-      /** Share of the projection removed: 1 = all of it (the only value supported; kept for partial ablation). */
+      /**
+       * Ablation strength s in [0, 1], the share of the step taken: zero mode x ← x − s(x·d)d, affine mode moves the
+       * projection s of the way to its target. 1 = the full ablation; 0 = the model unchanged.
+       */
       scale: number;
       /** Added after the ablation at its layer's input, so the added vector arrives whole. */
       add?: ActAdd;
@@ -60,10 +63,12 @@ export interface InterventionSettings {
   /** Activation addition coefficient; 0 = off. */
   alpha: number;
   ablation: AblationMode;
+  /** Ablation strength s in [0, 1]: the share of the projection step taken (1 = the paper's full ablation). */
+  strength: number;
 }
 
 /** Also the values for a run.json that lacks a setting. */
-export const INTERVENTION_DEFAULTS: InterventionSettings = { lambda: 1, alpha: 0, ablation: 'zero' };
+export const INTERVENTION_DEFAULTS: InterventionSettings = { lambda: 1, alpha: 0, ablation: 'zero', strength: 1 };
 
 /** A candidate: its post-instruction position index (0 = first) and layer. */
 export interface Site {
@@ -86,12 +91,14 @@ export const inRunFile =
   (field, value) =>
     `${file}: config.${field} is ${String(value)}`;
 
-/** Checks the settings that are present: λ in [0, 1], α finite, a known ablation mode. */
+/** Checks the settings that are present: λ and the strength in [0, 1], α finite, a known ablation mode. */
 export function validateSettings(s: Partial<InterventionSettings>, label: SettingLabel = asFlag): void {
   if (s.lambda !== undefined && !(s.lambda >= 0 && s.lambda <= 1))
     throw new ScalpelError(`${label('lambda', s.lambda)}: expected a number in [0, 1]`);
   if (s.alpha !== undefined && !Number.isFinite(s.alpha))
     throw new ScalpelError(`${label('alpha', s.alpha)}: expected a number`);
+  if (s.strength !== undefined && !(s.strength >= 0 && s.strength <= 1))
+    throw new ScalpelError(`${label('strength', s.strength)}: expected a number in [0, 1]`);
   if (s.ablation !== undefined && !ABLATION_MODES.includes(s.ablation))
     throw new ScalpelError(`${label('ablation', s.ablation)}: expected ${ABLATION_MODES.join(' or ')}`);
 }
@@ -99,8 +106,8 @@ export function validateSettings(s: Partial<InterventionSettings>, label: Settin
 /** Checks an intervention built by hand or by this module against a model of `numLayers` layers. */
 export function validateIntervention(iv: Intervention, numLayers: number): void {
   if (iv.kind === 'ablate') {
-    if (iv.scale !== 1)
-      throw new ScalpelError(`intervention.scale ${iv.scale}: expected 1 (partial ablation is not implemented yet)`);
+    if (!(iv.scale >= 0 && iv.scale <= 1))
+      throw new ScalpelError(`intervention.scale ${iv.scale}: expected an ablation strength in [0, 1]`);
     if (!iv.direction.every(Number.isFinite)) throw new ScalpelError('intervention.direction: expected finite values');
     if (iv.mode.kind === 'affine') {
       const bad = iv.mode.targets.findIndex((t) => t.length !== numLayers || !t.every(Number.isFinite));
@@ -128,7 +135,7 @@ export function validateIntervention(iv: Intervention, numLayers: number): void 
 export function candidateAblation(
   cand: Candidates,
   site: Site,
-  s: { target: Target; ablation: AblationMode; lambda: number },
+  s: { target: Target; ablation: AblationMode; lambda: number; strength?: number },
 ): Ablation {
   const { L, d } = cand;
   const r = slice(cand.r, site.positionIndex, site.layer, L, d);
@@ -138,7 +145,7 @@ export function candidateAblation(
     kind: 'ablate',
     direction: Float32Array.from(direction),
     mode: modeSpec(s.ablation, cand, direction),
-    scale: 1,
+    scale: s.strength ?? 1,
   };
 }
 
@@ -245,7 +252,7 @@ export function interventionFromSelection(
   const intervention = candidateAblation(
     candidates,
     { positionIndex: chosen.position_index, layer: chosen.layer },
-    { target, ablation: settings.ablation, lambda: settings.lambda },
+    { target, ablation: settings.ablation, lambda: settings.lambda, strength: settings.strength },
   );
   if (settings.alpha !== 0) {
     const a = selection.actadd?.chosen;
@@ -274,10 +281,10 @@ export function interventionHooks(iv: Intervention, numLayers: number): HookMap 
   validateIntervention(iv, numLayers);
   const map: HookMap = new Map();
   if (iv.kind === 'ablate') {
-    const { direction, mode } = iv;
+    const { direction, mode, scale } = iv;
     switch (mode.kind) {
       case 'zero': {
-        const zero = ablationHook(direction, 0);
+        const zero = ablationHook(direction, 0, scale);
         for (let l = 0; l < numLayers; l++) {
           pushHook(map, hookName(l, 'hook_resid_pre'), zero);
           pushHook(map, hookName(l, 'hook_attn_out'), zero);
@@ -289,11 +296,13 @@ export function interventionHooks(iv: Intervention, numLayers: number): HookMap 
         const zero = postInstructionAblationHook(
           direction,
           mode.targets.map(() => 0),
+          scale,
         );
         for (let l = 0; l < numLayers; l++) {
           const pre = postInstructionAblationHook(
             direction,
             mode.targets.map((t) => t[l]!),
+            scale,
           );
           pushHook(map, hookName(l, 'hook_resid_pre'), pre);
           pushHook(map, hookName(l, 'hook_attn_out'), zero);

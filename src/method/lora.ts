@@ -147,6 +147,11 @@ export interface AdapterWriteOptions {
   provenance: Record<string, string>;
   /** The unit direction, recorded beside the adapter so the edit can be recomputed independently. */
   direction: ArrayLike<number>;
+  /**
+   * Ablation strength s (default 1), written as the adapter's own scale: lora_alpha (PEFT's scaling is alpha / r) and
+   * adapter.lora.alpha (llama.cpp's), so B·A stays the full edit and the loader scales it.
+   */
+  strength?: number;
 }
 
 /** Writes a PEFT LoRA adapter directory (a new or empty one; written under a temporary name, then renamed). */
@@ -157,7 +162,7 @@ export async function writePeftAdapter(ad: RankOneAdapter, outDir: string, o: Ad
     task_type: 'CAUSAL_LM',
     base_model_name_or_path: o.baseModel,
     r: 1,
-    lora_alpha: 1,
+    lora_alpha: o.strength ?? 1,
     lora_dropout: 0,
     target_modules: ['embed_tokens', 'o_proj', 'down_proj'],
     fan_in_fan_out: false,
@@ -212,6 +217,15 @@ export function llamaCppLoraTensors(ad: RankOneAdapter): GgufTensor[] {
   return out;
 }
 
+/** llama.cpp reads adapter.lora.alpha 0 as "not set" (scale 1), so strength 0 cannot be written there. */
+function loraAlpha(strength = 1): number {
+  if (strength === 0)
+    throw new ScalpelError(
+      'strength 0: llama.cpp reads adapter.lora.alpha 0 as unset (full strength); nothing to export',
+    );
+  return strength;
+}
+
 /** Writes the adapter as a llama.cpp LoRA GGUF (alpha 1, rank 1: the load-time scale is the ablation strength). */
 export async function writeGgufLora(
   ad: RankOneAdapter,
@@ -227,7 +241,7 @@ export async function writeGgufLora(
     ['general.type', gguf.str('adapter')],
     ['general.name', gguf.str(`${path.basename(o.baseModel)}-scalpel-ablation`)],
     ['adapter.type', gguf.str('lora')],
-    ['adapter.lora.alpha', gguf.f32(1)],
+    ['adapter.lora.alpha', gguf.f32(loraAlpha(o.strength))],
     ...Object.entries(o.provenance).map(([k, v]): [string, GgufValue] => [
       `scalpel.${k.replace(/^scalpel_/, '')}`,
       gguf.str(v),

@@ -116,10 +116,18 @@ export function stageKeys(c: MethodConfig, fingerprint: string, dataDir: string 
     ...pick(c, EXTRACT_FIELDS),
     ...(c.sampler ? { sampler: c.sampler } : {}),
   });
+  // A strength other than 1 joins the key (older runs keep theirs). A pareto search chooses λ, the ablation mode and
+  // the strength itself and writes its pick into the configuration, so those are its outputs, not part of its key.
+  const pareto = c.objective === 'pareto';
   const select = JSON.stringify({
     extract,
-    ...pick(c, SELECT_FIELDS),
+    ...pick(
+      c,
+      SELECT_FIELDS.filter((f) => !pareto || (f !== 'lambda' && f !== 'ablation')),
+    ),
     ...(c.induceFilter === false ? { induceFilter: false } : {}),
+    ...(c.strength !== 1 && !pareto ? { strength: c.strength } : {}),
+    ...(pareto ? { objective: c.objective, pick: c.pick ?? null, harmfulPool: c.harmfulPool } : {}),
   });
   const evaluate = JSON.stringify({ select, ...pick(c, EVAL_FIELDS) });
   return { extract, select, eval: evaluate };
@@ -259,7 +267,13 @@ class Runner {
   ): Promise<EvalResult[]> {
     const c = this.o.config;
     const iv =
-      applied ?? (await interventionFromRun(this.o.runDir, { lambda: c.lambda, alpha: c.alpha, ablation: c.ablation }));
+      applied ??
+      (await interventionFromRun(this.o.runDir, {
+        lambda: c.lambda,
+        alpha: c.alpha,
+        ablation: c.ablation,
+        strength: c.strength,
+      }));
     const { ctx, t0 } = await this.startStage();
     const { results, rows } = await evaluateSets(ctx, this.evalSets, iv, readResponses(this.o.runDir));
     onRows?.(rows);
@@ -373,6 +387,7 @@ export async function evaluateRun(
     lambda: request.lambda ?? o.config.lambda,
     alpha: request.alpha ?? o.config.alpha,
     ablation: o.config.ablation,
+    strength: o.config.strength,
   });
   const config = { ...o.config, ...(request.datasets ? { evalDatasets: request.datasets } : {}) };
   // Eval reads only the evaluation sets: a training prompt file deleted since the run must not stop it.

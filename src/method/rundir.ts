@@ -23,6 +23,7 @@ export const FILES = {
   abilityItems: 'ability-items.jsonl',
   judge: 'judge.json',
   judgeCache: 'judge-cache.jsonl',
+  pareto: 'pareto.json',
 } as const;
 
 export interface StageRecord {
@@ -90,6 +91,8 @@ export interface SelectionJson {
   target: 'false' | 'true';
   lambda: number;
   ablation: string;
+  /** Ablation strength of the chosen edit, when not 1 or chosen by a pareto search. */
+  strength?: number;
   rules: Record<string, unknown>;
   baseline: { pseudo_val_score: number | null; harmful_val_score: number | null; harmless_val_score: number | null };
   candidates: SelectionRow[];

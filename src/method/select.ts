@@ -26,6 +26,7 @@ import {
   type SelectionJson,
   type SelectionRow,
 } from './rundir.js';
+import { paretoSelect } from './pareto-search.js';
 import type { StageContext } from './stage.js';
 
 /** A candidate (position index i, layer l) and its row in selection.json. */
@@ -47,6 +48,21 @@ export interface Scored {
 
 export async function selectCandidate(ctx: StageContext, sampled: SampledSets): Promise<void> {
   const c = ctx.config;
+  if (c.objective === 'pareto') {
+    const write = (cand: Candidates, site: { i: number; l: number; position: number }) => {
+      const row: SelectionRow = {
+        position: site.position,
+        layer: site.l,
+        refusal_score: null,
+        kl: null,
+        harmful_score: null,
+        rejected: null,
+      };
+      return writeVector(ctx.runDir, cand, c, { i: site.i, l: site.l, row }, undefined, ctx.fingerprint);
+    };
+    await paretoSelect(ctx, sampled, write);
+    return;
+  }
   const cand = await loadCandidates(ctx.runDir);
   const { sel, chosen, actaddChosen } = await scoreCandidates(ctx, sampled, cand);
   // selection.json is written even when nothing passes, so the rejections can be read.
@@ -91,7 +107,11 @@ export async function scoreCandidates(ctx: ScoringContext, sampled: SampledSets,
   const harmful = S.harmfulVal.prompts.map((p) => b.encodePrompt(p));
   const floorLayer = pruneLayer(L, c.prunePercent);
   const ablationFor = (i: number, l: number, lambda: number): Ablation =>
-    candidateAblation(cand, { positionIndex: i, layer: l }, { target: c.target, ablation: c.ablation, lambda });
+    candidateAblation(
+      cand,
+      { positionIndex: i, layer: l },
+      { target: c.target, ablation: c.ablation, lambda, strength: c.strength },
+    );
   const hooksFor = (iv: Intervention) => interventionHooks(iv, L);
   const meanScore = async (prompts: number[][], hooks?: ReturnType<typeof interventionHooks>) =>
     mean((await b.lastLogits(prompts, { hooks })).map((l) => refusalScore(l, rt)));
@@ -177,6 +197,7 @@ export async function scoreCandidates(ctx: ScoringContext, sampled: SampledSets,
     target: c.target,
     lambda: c.lambda,
     ablation: c.ablation,
+    ...(c.strength !== 1 ? { strength: c.strength } : {}),
     rules:
       c.target === 'false'
         ? {
@@ -258,6 +279,7 @@ async function writeVector(
     lambda: String(c.lambda),
     target: c.target,
     ablation: c.ablation,
+    ...(c.strength !== 1 ? { strength: String(c.strength) } : {}),
     hooks: 'blocks.*.hook_resid_pre, blocks.*.hook_attn_out, blocks.*.hook_mlp_out',
     model_fingerprint: fingerprint,
   };

@@ -143,6 +143,25 @@ export const FILE_SOURCES: readonly FileSource[] = [
     licence: 'MIT (StrongREJECT)',
     upstream: 'alexandrasouly/strongreject strongreject_dataset/strongreject_dataset.csv',
   },
+  // Two sources of the harmful validation pool (harmful-val-pool, datasets.ts); the shared collection's
+  // malicious_instruct/MaliciousInstruct.txt is byte-identical to A's copy.
+  {
+    ...A,
+    file: 'malicious_instruct/MaliciousInstruct.txt',
+    path: 'dataset/raw/malicious_instruct.txt',
+    sha256: 'a64d69dd1004aac4a23aaff3748fb8f17161893f74db36f45b8bc849eb1bcce5',
+    bytes: 6269,
+    licence: 'none stated (MaliciousInstruct)',
+    upstream: 'Princeton-SysML/Jailbreak_LLM data/MaliciousInstruct.txt',
+  },
+  {
+    ...A,
+    file: 'tdc2023/tdc2023_dev_behaviors.json',
+    path: 'dataset/raw/tdc2023_dev_behaviors.json',
+    sha256: '9392c63ad0193f0510f33812593f0dc71d13ae8b2ad93f64d670e9795deee1b0',
+    bytes: 4080,
+    licence: 'MIT (TDC 2023)',
+  },
   {
     ...F,
     file: 'coconot/coconot_contrast_eval.jsonl',

@@ -563,7 +563,7 @@ async function buildInterventions(
   let sampled: SampledSets | undefined;
   const out: Pending[] = [];
   for (const s of todo) {
-    const settings = { lambda: s.lambda, alpha: s.alpha, ablation: s.ablation };
+    const settings = { lambda: s.lambda, alpha: s.alpha, ablation: s.ablation, strength: config.strength };
     let sel = selection;
     if (s.reselect) {
       sampled ??= sampleSets(config, o.dataDir);

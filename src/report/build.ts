@@ -11,6 +11,7 @@ import { candidatesSection } from './sections/candidates.js';
 import { examplesSection } from './sections/examples.js';
 import { describeSite, headlineSection, modelName } from './sections/headline.js';
 import { judgeSection } from './sections/judge.js';
+import { paretoSection } from './sections/pareto.js';
 import { provenanceSection } from './sections/provenance.js';
 import { sweepSection } from './sections/sweep.js';
 
@@ -24,6 +25,7 @@ export async function buildReport(runDir: string): Promise<string> {
     await headlineSection(inputs, paired),
     await sweepSection(inputs),
     await candidatesSection(inputs),
+    ...[await paretoSection(inputs)].filter((s) => s !== null),
     examplesSection(inputs, paired),
     abilitySection(inputs),
     judgeSection(inputs),

@@ -8,6 +8,7 @@ import { ScalpelError } from '../errors.js';
 import { type Candidates, loadCandidates } from '../method/candidates.js';
 import type { EvalResult, ResponseRow } from '../method/evaluate.js';
 import type { JudgeRow } from '../method/llm-judge.js';
+import type { ParetoJson } from '../method/pareto-search.js';
 import { FILES, type RunJson, type SelectionJson, readJson, requireRunJson } from '../method/rundir.js';
 
 /** The optional files, by the names the commands that write them use. */
@@ -91,6 +92,8 @@ export interface ReportInputs {
   sweepResponses: ResponseRow[];
   ability: AbilityDoc | null;
   judge: JudgeDoc | null;
+  /** pareto.json (`scalpel select --objective pareto`). */
+  pareto: ParetoJson | null;
 }
 
 /** Reads what a report needs; only run.json is required (a run stopped after extract still gets a report). */
@@ -112,6 +115,7 @@ export async function readReportInputs(runDir: string): Promise<ReportInputs> {
     sweepResponses: readJsonLines<ResponseRow>(runDir, OPTIONAL_FILES.sweepResponses),
     ability: readOptional<AbilityDoc>(runDir, OPTIONAL_FILES.ability, 'scalpel-ability/', []),
     judge: readOptional<JudgeDoc>(runDir, OPTIONAL_FILES.judge, 'scalpel-judge/', ['rows']),
+    pareto: readOptional<ParetoJson>(runDir, FILES.pareto, 'scalpel-pareto/', ['points', 'front']),
   };
 }
 

@@ -14,7 +14,7 @@ import { llamaCppArch } from '../../model/llamacpp.js';
 import { FILES, type RunJson } from '../../method/rundir.js';
 import { parseConfig } from '../../arch/index.js';
 import { readJsonFile } from '../../io/json.js';
-import { MODEL_HELP, lambdaFlag, openRun } from '../options.js';
+import { MODEL_HELP, lambdaFlag, openRun, strengthFlag } from '../options.js';
 import { logger, progressFactory } from '../progress.js';
 
 /** What `--format` can write; each is an exact form of the same edit (W' = W − λ·ŵŵᵀW) for another engine. */
@@ -27,6 +27,7 @@ interface BakeFlags {
   format: string;
   model?: string;
   lambda?: string;
+  strength?: string;
   dtype?: string;
   quant?: string;
   quiet?: boolean;
@@ -62,6 +63,7 @@ export function register(program: Command): void {
     )
     .option('--model <model>', `the model the run was made with: ${MODEL_HELP} (default: the run's)`)
     .option('--lambda <x>', "partial orthogonalization strength λ in [0, 1] (default: the run's)")
+    .option('--strength <s>', "ablation strength in [0, 1], W − s·ŵŵᵀW (default: the run's)")
     .option('--dtype <dtype>', "gguf: storage of the weight matrices, f32 | f16 | bf16 (default: the model's)")
     .option('--quant <type>', 'gguf: quantize the weight matrices, q8_0 (norms and biases stay f32)')
     .option('--quiet', 'no progress bar or log lines')
@@ -74,10 +76,11 @@ export function register(program: Command): void {
       const { runDir, run, modelDir } = await openRun(flags.run, flags.model, flags.quiet);
       if (flags.format === 'control-vector') return exportControlVector(flags, runDir, run, modelDir);
       // The run's ablation mode and α (bake has no flags for them, so errors name run.json's fields); λ may change.
-      const request = { run, lambda: lambdaFlag(flags.lambda) };
+      const request = { run, lambda: lambdaFlag(flags.lambda), strength: strengthFlag(flags.strength) };
       const { intervention, settings, selection: sel, chosen } = await interventionFromRun(runDir, request);
       const direction = bakeableDirection(intervention, modelDir, inRunFile(join(runDir, FILES.run)));
       const lambda = settings.lambda;
+      const strength = settings.strength;
       const log = logger(flags.quiet);
       // Written into every format's metadata: where the edit came from.
       const provenance = {
@@ -87,10 +90,11 @@ export function register(program: Command): void {
         scalpel_position: String(chosen.position),
         scalpel_layer: String(chosen.layer),
         scalpel_lambda: String(lambda),
+        ...(strength !== 1 ? { scalpel_strength: String(strength) } : {}),
       };
       if (flags.format === 'peft-lora' || flags.format === 'gguf-lora') {
         const out = resolve(flags.out);
-        const written = await writeAdapter(flags.format, modelDir, out, direction, provenance);
+        const written = await writeAdapter(flags.format, modelDir, out, direction, provenance, strength);
         log(
           `wrote the ablation of position ${chosen.position}, layer ${chosen.layer} (λ = ${lambda}) as a rank-1 ${flags.format} adapter on ${written} tensors: ${out}`,
         );
@@ -101,6 +105,7 @@ export function register(program: Command): void {
       const common = {
         modelDir,
         direction,
+        strength,
         provenance,
         onProgress: (done: number, total: number) => bar.update(mb(done), mb(total)),
       };
@@ -129,9 +134,10 @@ async function writeAdapter(
   out: string,
   direction: Float32Array,
   provenance: Record<string, string>,
+  strength: number,
 ): Promise<number> {
   const adapter = await rankOneAdapter(modelDir, direction);
-  const o = { baseModel: modelDir, provenance, direction };
+  const o = { baseModel: modelDir, provenance, direction, strength };
   if (format === 'peft-lora') await writePeftAdapter(adapter, out, o);
   else {
     checkFileTarget(out);

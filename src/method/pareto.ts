@@ -1,0 +1,96 @@
+// The Pareto front of scored edits and the rule that picks one from it, as pure functions over numbers (the search
+// that scores the edits is pareto-search.ts). Three objectives: the pseudo-harmful validation refusal score (lower is
+// better: fewer false refusals), the share of harmful validation prompts still refused (higher is better) and the
+// mean first-token KL on harmless validation prompts (lower is better: the model otherwise unchanged).
+
+/** The three numbers every point of the search is judged on. */
+export interface Objectives {
+  /** Mean refusal score on pseudo-harmful validation prompts (↓). */
+  pseudo_score: number;
+  /** Harmful validation prompts still refused, in % (↑): a refusal score above 0, i.e. p(refusal tokens) > ½. */
+  harmful_refusal: number;
+  /** Mean first-token KL(baseline ‖ edited) on harmless validation prompts (↓). */
+  kl: number;
+}
+
+/** a dominates b: no worse on every objective and better on at least one. */
+export function dominates(a: Objectives, b: Objectives): boolean {
+  const noWorse = a.pseudo_score <= b.pseudo_score && a.harmful_refusal >= b.harmful_refusal && a.kl <= b.kl;
+  const better = a.pseudo_score < b.pseudo_score || a.harmful_refusal > b.harmful_refusal || a.kl < b.kl;
+  return noWorse && better;
+}
+
+/**
+ * Non-dominated sorting: rank 0 is the front, rank 1 the front of what is left without it, and so on. O(n²) per
+ * rank, which is nothing next to one forward pass.
+ */
+export function paretoRanks(points: readonly Objectives[]): number[] {
+  const rank = new Array<number>(points.length).fill(-1);
+  let left = points.map((_, i) => i);
+  for (let r = 0; left.length > 0; r++) {
+    const front = left.filter((i) => !left.some((j) => j !== i && dominates(points[j]!, points[i]!)));
+    for (const i of front) rank[i] = r;
+    left = left.filter((i) => rank[i] === -1);
+  }
+  return rank;
+}
+
+/** The non-dominated points, lowest pseudo-harmful score first (ties: more harmful refusal kept, then lower KL). */
+export function paretoFront<T extends Objectives>(points: readonly T[]): T[] {
+  const ranks = paretoRanks(points);
+  return points
+    .filter((_, i) => ranks[i] === 0)
+    .sort((a, b) => a.pseudo_score - b.pseudo_score || b.harmful_refusal - a.harmful_refusal || a.kl - b.kl);
+}
+
+export interface PickRule {
+  /** The model's own pseudo-harmful score: a pick must lower it (a gain), or it changes nothing worth having. */
+  baselinePseudo: number;
+  /** The model's own harmful validation refusal, in %. */
+  baselineHarmful: number;
+  /** Points of harmful refusal the pick may lose (default 2). */
+  tolerance: number;
+  /** The largest harmless KL allowed. */
+  klMax: number;
+}
+
+export interface Pick {
+  index: number;
+  /** Whether a point met the rule; when none does, the gaining point that loses the least harmful refusal. */
+  met: boolean;
+}
+
+/**
+ * The default pick on a front (as paretoFront orders it): the largest pseudo-harmful gain (lowest score, below the
+ * baseline's) whose harmful refusal stays within `tolerance` points of the baseline and whose KL is within the
+ * limit. If none does: of the points with a gain within the KL limit, the one keeping the most harmful refusal (else
+ * the lowest KL of all), flagged as not met.
+ */
+export function defaultPick(front: readonly Objectives[], rule: PickRule): Pick {
+  if (front.length === 0) throw new Error('internal: an empty Pareto front');
+  const gains = (p: Objectives) => p.kl <= rule.klMax && p.pseudo_score < rule.baselinePseudo;
+  const ok = (p: Objectives) => gains(p) && p.harmful_refusal >= rule.baselineHarmful - rule.tolerance;
+  const best = (keep: (p: Objectives) => boolean, better: (a: Objectives, b: Objectives) => boolean) => {
+    let index = -1;
+    front.forEach((p, i) => {
+      if (keep(p) && (index < 0 || better(p, front[index]!))) index = i;
+    });
+    return index;
+  };
+  const met = best(ok, (a, b) => a.pseudo_score < b.pseudo_score);
+  if (met >= 0) return { index: met, met: true };
+  const safest = best(
+    gains,
+    (a, b) =>
+      a.harmful_refusal > b.harmful_refusal ||
+      (a.harmful_refusal === b.harmful_refusal && a.pseudo_score < b.pseudo_score),
+  );
+  if (safest >= 0) return { index: safest, met: false };
+  return {
+    index: best(
+      () => true,
+      (a, b) => a.kl < b.kl,
+    ),
+    met: false,
+  };
+}
