@@ -4,7 +4,7 @@
 // as the gate decided, and `bake --gate` refused.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
@@ -202,6 +202,44 @@ test('scalpel gate on a small run, eval --gate rows follow the gate, bake --gate
     assert.match(bake.stderr, /^scalpel: --gate: cannot be baked: .*run time/);
     assert.equal(bake.stderr.trim().split('\n').length, 1);
     assert.ok(!existsSync(path.join(tmp, 'baked')));
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('bad --gate input: one line each, nothing written', () => {
+  const tmp = mkdtempSync(path.join(tmpdir(), 'scalpel-gate-bad-'));
+  try {
+    const run = path.join(tmp, 'run');
+    cpSync(path.join(ROOT, 'test/fixtures/small-run'), run, { recursive: true });
+    // The fixture names the folder it was made in; point it at this checkout's copy of the same model.
+    const runJson = JSON.parse(readFileSync(path.join(run, 'run.json'), 'utf8'));
+    runJson.model.dir = TINY_CHAT;
+    writeFileSync(path.join(run, 'run.json'), JSON.stringify(runJson));
+    const before = readdirSync(run).sort();
+    const fails = (args: string[], pattern: RegExp) => {
+      const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', cwd: ROOT });
+      assert.equal(r.status, 1, `scalpel ${args.join(' ')}: ${r.stderr}`);
+      const lines = r.stderr.trimEnd().split('\n');
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0]!, pattern);
+    };
+    fails(
+      ['eval', '--run', run, '--gate', '--dataset', 'builtin-harmless-test:1'],
+      /no gate \(gate\.json\); run `scalpel gate --run/,
+    );
+    fails(['eval', '--model', TINY_CHAT, '--gate'], /--gate: only with --run RUN/);
+    fails(['serve', '--model', TINY_CHAT, '--gate'], /--gate: only with --run RUN/);
+    fails(['chat', '--model', TINY_CHAT, '--gate'], /--gate: only with --run RUN/);
+    fails(
+      ['gate', '--run', run, '--model', TINY_CHAT, '--flagged', '1.5'],
+      /--flagged 1\.5: expected a share in \(0, 1\]/,
+    );
+    fails(
+      ['bake', '--run', run, '--model', TINY_CHAT, '--out', path.join(tmp, 'x'), '--gate'],
+      /--gate: cannot be baked/,
+    );
+    assert.deepEqual(readdirSync(run).sort(), before);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
