@@ -10,7 +10,9 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { Scheduler, type SequenceGate } from '../src/engine/scheduler.js';
 import { hookName, type HookMap } from '../src/engine/types.js';
-import { flaggingThreshold } from '../src/method/gate.js';
+import { flaggingThreshold, loadGate } from '../src/method/gate.js';
+import { requireRunJson } from '../src/method/rundir.js';
+import { createServer } from '../src/serve/server.js';
 import { fitLogistic, probeScore, rocAuc } from '../src/method/probe.js';
 import { loadModel } from '../src/model/load.js';
 import { encodeChat, chatMessages } from '../src/tokenizer/chat.js';
@@ -145,7 +147,7 @@ test('per-sequence gate under batching: each sequence equals its solo run, edite
   for (const p of prompts) assert.deepEqual(seen.get(p.length), plainBlock.get(p.length));
 });
 
-test('scalpel gate on a small run, eval --gate rows follow the gate, bake --gate is refused', () => {
+test('scalpel gate on a small run, eval --gate rows follow the gate, serve --gate too, bake --gate is refused', async () => {
   const tmp = mkdtempSync(path.join(tmpdir(), 'scalpel-gate-'));
   try {
     const run = path.join(tmp, 'run');
@@ -194,6 +196,42 @@ test('scalpel gate on a small run, eval --gate rows follow the gate, bake --gate
         share('builtin-harmless-test:4') * 4,
       cleared,
     );
+    // serve --gate: a gated request's answer is the edited model's where its row was cleared, else the baseline's.
+    const loaded = await loadModel(TINY_CHAT);
+    const json = requireRunJson(run);
+    const { gate } = await loadGate(run, loaded.model.width, json.model.fingerprint);
+    const servers = [
+      createServer({ loaded, name: 'm', run: { dir: run, json }, gate, log: () => {} }),
+      createServer({ loaded, name: 'm', run: { dir: run, json }, log: () => {} }),
+    ];
+    try {
+      const [gatedUrl, plainUrl] = await Promise.all(servers.map((srv) => srv.listen({ port: 0 })));
+      const ask = async (url: string, model: string, prompt: string) => {
+        const r = await fetch(`${url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            model,
+            messages: [{ role: 'user', content: prompt }],
+            max_tokens: 16,
+            temperature: 0,
+          }),
+        });
+        assert.equal(r.status, 200);
+        return ((await r.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content;
+      };
+      const picks = [
+        ...gatedRows.filter((r) => r.gate_applied).slice(0, 2),
+        ...gatedRows.filter((r) => !r.gate_applied).slice(0, 2),
+      ];
+      assert.ok(picks.some((r) => r.gate_applied) && picks.some((r) => !r.gate_applied));
+      for (const r of picks) {
+        const expected = await ask(plainUrl!, r.gate_applied ? 'm' : 'm:baseline', r.prompt);
+        assert.equal(await ask(gatedUrl!, 'm', r.prompt), expected, `${key(r)} through serve --gate`);
+      }
+    } finally {
+      await Promise.all(servers.map((srv) => srv.close()));
+    }
     const bake = spawnSync(process.execPath, [BIN, 'bake', '--run', run, '--out', path.join(tmp, 'baked'), '--gate'], {
       encoding: 'utf8',
       cwd: ROOT,
