@@ -112,6 +112,11 @@ export { type AbilityRunOptions, runAbility } from './method/ability-run.js';
 // `scalpel report`: a run directory as one self-contained HTML page; the statistics its headline uses.
 export { buildReport, writeReport } from './report/build.js';
 export { mcnemarExact, wilsonInterval } from './method/stats.js';
+// Conditional ablation (`scalpel gate`, --gate): the harmfulness gate and the scheduler's per-sequence switch.
+export { type GateJson, fitGate, loadGate } from './method/gate.js';
+export { fitRunGate } from './method/gate-run.js';
+export type { GateDecision, SequenceGate } from './engine/scheduler.js';
+export { type LinearProbe, fitLogistic } from './method/probe.js';
 
 // Files and errors.
 export { readSafetensors, readSafetensorsHeader, writeSafetensors } from './io/safetensors.js';

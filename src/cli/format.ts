@@ -14,11 +14,14 @@ export function formatTable(results: EvalResult[], judge?: JudgeJson): string {
   const sets = [...new Set(results.map((r) => r.dataset))];
   const conds = [...new Set(results.map((r) => r.condition))];
   const rates = judge ? judgeRates(judge) : undefined;
+  // A gated evaluation (eval --gate) also says what share of each set the gate let the edit touch.
+  const gated = results.some((r) => r.gate_cleared !== undefined);
   const head = [
     'dataset',
     'n',
     ...conds.flatMap((c) => (rates ? [c, `${c} (judge)`] : [c])),
     ...(conds.length === 2 ? ['change'] : []),
+    ...(gated ? ['gate cleared'] : []),
   ];
   const rows = sets.map((s) => {
     const by = (c: string) => results.find((r) => r.dataset === s && r.condition === c);
@@ -39,7 +42,9 @@ export function formatTable(results: EvalResult[], judge?: JudgeJson): string {
           ? ['–'] // a set measured in one condition only still fills its row (the widths are taken per column)
           : [];
     // Dataset names are the user's file names: shown escaped.
-    return [escapeControls(s), String(by(conds[0]!)?.n ?? ''), ...cells, ...change];
+    const cleared = results.find((r) => r.dataset === s && r.gate_cleared !== undefined)?.gate_cleared;
+    const gateCell = gated ? [cleared === undefined ? '–' : pct(cleared)] : [];
+    return [escapeControls(s), String(by(conds[0]!)?.n ?? ''), ...cells, ...change, ...gateCell];
   });
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');

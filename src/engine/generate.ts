@@ -3,7 +3,7 @@
 // Results come back in the caller's order.
 import { ScalpelError } from '../errors.js';
 import { KVCache } from './cache.js';
-import { Scheduler } from './scheduler.js';
+import { type GateDecision, Scheduler, type SequenceGate } from './scheduler.js';
 import type { Model } from './model.js';
 import type { HookMap } from './types.js';
 
@@ -23,6 +23,10 @@ export interface GenerateOptions extends RunOptions {
   promptHooks?: readonly (HookMap | undefined)[];
   /** Told each prompt's new tokens as soon as it is done (index in the caller's order). */
   onResult?: (index: number, tokens: number[]) => void;
+  /** Every prompt's hooks apply only where this gate clears it (scheduler.ts SequenceGate). */
+  gate?: SequenceGate;
+  /** Told each gated prompt's decision when it is done (index in the caller's order). */
+  onGate?: (index: number, decision: GateDecision) => void;
   /** Told at the end how many forward calls the scheduler made (each reads the weights once for all its rows). */
   onForwardCalls?: (calls: number) => void;
 }
@@ -138,9 +142,11 @@ export function greedyGenerate(
       maxNewTokens,
       stopTokenIds: opts.eosTokenIds,
       hooks: opts.promptHooks ? opts.promptHooks[i] : opts.hooks,
+      ...(opts.gate ? { gate: opts.gate } : {}),
       // Tokens are collected as they come, so the results are complete when drain() returns.
       onToken: (t) => out[i]!.push(t),
-      onDone: () => {
+      onDone: (result) => {
+        if (result.gate) opts.onGate?.(i, result.gate);
         opts.onResult?.(i, out[i]!);
         opts.onProgress?.(++done, prompts.length);
       },

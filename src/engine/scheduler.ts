@@ -11,7 +11,28 @@ import { ScalpelError } from '../errors.js';
 import { KVCache } from './cache.js';
 import type { Model, Step } from './model.js';
 import { type SamplingParams, type TokenPicker, tokenPicker } from './sampling.js';
-import type { HookMap } from './types.js';
+import type { HookContext, HookMap } from './types.js';
+
+/**
+ * A per-sequence switch for `hooks` (conditional intervention): the gate reads one hook point's block during an
+ * unedited prefill of the prompt and decides once whether the sequence runs under its hooks. The decision then holds
+ * for every decode step. A sequence it clears is prefilled again under its hooks (the unedited pass's token is
+ * dropped), so a cleared sequence equals one submitted with the hooks alone, and a sequence it does not clear equals
+ * one submitted without them.
+ */
+export interface SequenceGate {
+  /** Hook name whose prefill block the gate reads, e.g. 'blocks.3.hook_resid_pre'. */
+  point: string;
+  /** The decision from that block ([1, seq, width], the whole unedited prompt); must not edit `act`. */
+  decide(act: Float32Array, ctx: HookContext): GateDecision;
+}
+
+export interface GateDecision {
+  /** Whether the sequence runs under its hooks. */
+  apply: boolean;
+  /** The gate's own number (e.g. a probe's harmfulness score), reported in the result. */
+  score: number;
+}
 
 export interface SequenceRequest {
   /** Prompt token ids (at least one). */
@@ -20,6 +41,8 @@ export interface SequenceRequest {
   maxNewTokens: number;
   /** This sequence's intervention as engine hooks; other sequences in the batch are not affected. */
   hooks?: HookMap;
+  /** Applies `hooks` only when this gate clears the sequence at the end of an unedited prefill. */
+  gate?: SequenceGate;
   /** Greedy by default. */
   sampling?: SamplingParams;
   /** Generation stops at any of these; the stop token is not returned. */
@@ -43,6 +66,8 @@ export interface SequenceResult {
   /** The stop string that ended generation, if one did. */
   stopString?: string;
   promptTokens: number;
+  /** The gate's decision, when the request had a gate. */
+  gate?: GateDecision;
 }
 
 export interface SchedulerOptions {
@@ -129,6 +154,10 @@ interface Sequence {
   /** Longest stop string, in characters: how much decoded tail to search. */
   stopTail: number;
   onAbort?: () => void;
+  /** The hooks the sequence runs under now (a gated sequence has none until its gate clears it). */
+  hooks: HookMap | undefined;
+  /** A gated sequence's decision, once its unedited prefill has run. */
+  gate?: GateDecision;
 }
 
 export class Scheduler {
@@ -189,6 +218,7 @@ export class Scheduler {
       pick: tokenPicker(request.sampling),
       stopIds: new Set(request.stopTokenIds ?? []),
       stopTail: Math.max(0, ...strings.map((s) => s.length)),
+      hooks: request.gate ? undefined : request.hooks,
     };
     const signal = request.signal;
     if (request.maxNewTokens === 0 || signal?.aborted) {
@@ -230,13 +260,25 @@ export class Scheduler {
     batch.forEach((s, b) => {
       if (s.done) return; // aborted by another sequence's callback during this step
       s.cached = s.tokens.length;
+      if (s.request.gate && !s.gate) {
+        const decision = steps[b]!.gateDecision;
+        if (!decision) throw new ScalpelError(`gate: the hook point ${s.request.gate.point} never ran in the prefill`);
+        s.gate = decision;
+        if (decision.apply) {
+          // Cleared: the prompt is prefilled again under the hooks; the unedited pass's cache and token are dropped.
+          s.hooks = s.request.hooks;
+          s.cached = 0;
+          s.cache = null;
+          return;
+        }
+      }
       this.advance(s, picked[b]!);
     });
     return this.runningBatch.length + this.waitingQueue.length > 0;
   }
 
   /** The forward step that brings a sequence's cache up to date with its tokens. */
-  private nextStep(s: Sequence): Step {
+  private nextStep(s: Sequence): Step & { gateDecision?: GateDecision } {
     // LongRoPE (Phi-3): a sequence that outgrows original_max_position_embeddings is recomputed whole with the long
     // frequencies, as transformers' generate does.
     const from = s.cached === this.longRopeMax ? 0 : s.cached;
@@ -246,7 +288,7 @@ export class Scheduler {
       s.cache = new KVCache(this.model.args, 1, expected);
     }
     s.cache.reserve(s.tokens.length);
-    return {
+    const step: Step & { gateDecision?: GateDecision } = {
       tokens,
       batch: 1,
       seq: tokens.length,
@@ -254,8 +296,23 @@ export class Scheduler {
       firstReal: ZERO,
       slots: ZERO,
       cache: s.cache,
-      hooks: s.request.hooks,
+      hooks: s.hooks,
     };
+    const gate = s.request.gate;
+    if (gate && !s.gate) {
+      // The unedited prefill: no hooks but the gate's reader, whose decision the step carries back.
+      step.hooks = new Map([
+        [
+          gate.point,
+          [
+            (act, ctx) => {
+              step.gateDecision = gate.decide(act, ctx);
+            },
+          ],
+        ],
+      ]);
+    }
+    return step;
   }
 
   /** Takes the chosen token: a stop token ends the sequence; otherwise it is kept, told, and checked for limits. */
@@ -290,6 +347,7 @@ export class Scheduler {
       finishReason: reason,
       promptTokens: s.request.prompt.length,
       ...(stopString !== undefined ? { stopString } : {}),
+      ...(s.gate ? { gate: s.gate } : {}),
     };
     s.request.onDone?.(result);
     s.handle.finish(result);

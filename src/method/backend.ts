@@ -1,6 +1,7 @@
 // What the method needs from a model, behind one small interface: chat prompts as token ids, last-position
 // logits and greedy generation with hooks, and a count of the forward passes spent. The engine (src/engine) is
 // the real implementation; tests may substitute a tiny fake.
+import type { GateDecision, SequenceGate } from '../engine/scheduler.js';
 import type { HookMap } from '../engine/types.js';
 
 export type OnProgress = (done: number, total: number) => void;
@@ -32,6 +33,10 @@ export interface GenerateRequest {
   hooks?: HookMap;
   /** Each prompt's own hooks, replacing `hooks` (a sweep runs several settings in one pass). */
   promptHooks?: readonly (HookMap | undefined)[];
+  /** The hooks apply only to the prompts this gate clears (conditional ablation, gate.ts). */
+  gate?: SequenceGate;
+  /** Told each gated prompt's decision. */
+  onGate?: (index: number, decision: GateDecision) => void;
   /** Sequences generated together (default: the backend's batch size). */
   batchSize?: number;
   onProgress?: OnProgress;
@@ -111,6 +116,15 @@ export function counted(inner: Backend, counter: PassCounter): Backend {
           counter.modelCalls += n;
           opts.onForwardCalls?.(n);
         },
+        // A prompt the gate clears is prefilled twice: once unedited for the gate, once under the edit.
+        ...(opts.gate
+          ? {
+              onGate: (i, d) => {
+                if (d.apply) counter.prefills++;
+                opts.onGate?.(i, d);
+              },
+            }
+          : {}),
       });
       counter.prefills += prompts.length;
       for (const r of out) counter.decodeSteps += sequencePasses(r.length, opts.maxNewTokens) - 1;

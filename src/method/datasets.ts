@@ -284,6 +284,11 @@ function sliceRows<T>(rows: T[], slice?: [number, number | undefined]): T[] {
   return rows.slice(slice[0], slice[1]);
 }
 
+/** The prompts of a set described by a spec (a named set's, or one another module defines for its own use). */
+export function loadDatasetSpec(spec: DatasetSpec, dataDir: string | undefined): { prompts: string[]; path: string } {
+  return loadSpec(spec, dataDir);
+}
+
 function loadSpec(spec: DatasetSpec, dataDir: string | undefined): { prompts: string[]; path: string } {
   if (spec.builtin) {
     const path = join(builtinDir(), spec.file);

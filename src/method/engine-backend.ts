@@ -57,6 +57,8 @@ export function engineBackend(m: LoadedModel, opts: EngineBackendOptions = {}): 
         eosTokenIds: m.eosTokenIds,
         hooks: o.hooks,
         promptHooks: o.promptHooks,
+        gate: o.gate,
+        onGate: o.onGate,
         batchSize: o.batchSize ?? opts.batchSize,
         onProgress: o.onProgress,
         onResult: o.onResult,

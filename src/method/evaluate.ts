@@ -3,7 +3,7 @@
 // responses.jsonl. With no intervention it is the baseline alone: how `scalpel eval --model` measures any model.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { contextMessage } from '../engine/scheduler.js';
+import { contextMessage, type SequenceGate } from '../engine/scheduler.js';
 import { ScalpelError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { LoadedSet } from './datasets.js';
@@ -23,6 +23,8 @@ export interface EvalResult {
   target?: string;
   ablation?: string;
   max_new_tokens?: number;
+  /** Gated conditions: the share of prompts the gate cleared (the edit applied). */
+  gate_cleared?: number;
 }
 
 export interface ResponseRow {
@@ -35,6 +37,9 @@ export interface ResponseRow {
   response: string;
   refusal: boolean;
   max_new_tokens: number;
+  /** Gated conditions: the gate's score and whether the edit applied. */
+  gate_score?: number;
+  gate_applied?: boolean;
 }
 
 /** What evaluation needs of a stage: a model evaluated alone has no run directory, fingerprint or run.json. */
@@ -44,19 +49,22 @@ export type EvalContext = Pick<StageContext, 'config' | 'backend' | 'progress'>;
  * Evaluates a run's intervention (interventionFromRun: its chosen candidate at some λ, α and ablation mode) on
  * `evalSets`, after the baseline; with `applied` null, the baseline alone. `prior`: earlier responses whose
  * baselines may be reused (a run's responses.jsonl; only the caller knows they came from this model). Writes
- * nothing; see writeEvalFiles.
+ * nothing; see writeEvalFiles. With `gate`, a third condition ("<condition>+gate") applies the intervention only to
+ * the prompts the gate clears (gate.ts), each decided at the end of its own prefill.
  */
 export async function evaluateSets(
   ctx: EvalContext,
   evalSets: LoadedSet[],
   applied: RunIntervention | null,
   prior: readonly ResponseRow[] = [],
+  gate?: SequenceGate,
 ): Promise<{ results: EvalResult[]; rows: ResponseRow[] }> {
   const c = ctx.config;
   const b = ctx.backend;
   const { lambda, alpha, ablation, target } = applied?.settings ?? {};
   const hooks = applied ? interventionHooks(applied.intervention, applied.candidates.L) : undefined;
-  const conditions = applied ? ['baseline', alpha !== 0 ? 'ablated+actadd' : 'ablated'] : ['baseline'];
+  const edited = alpha !== 0 ? 'ablated+actadd' : 'ablated';
+  const conditions = applied ? ['baseline', edited, ...(gate ? [`${edited}+gate`] : [])] : ['baseline'];
 
   const results: EvalResult[] = [];
   const rows: ResponseRow[] = [];
@@ -78,6 +86,8 @@ export async function evaluateSets(
     const ids = encoded[i]!;
     for (const cond of conditions) {
       let texts: string[] | undefined;
+      const gated = gate !== undefined && cond.endsWith('+gate');
+      const decisions: { apply: boolean; score: number }[] = [];
       if (cond === 'baseline') {
         // Baseline responses do not depend on the intervention: reuse earlier ones when they match.
         const old = prior.filter(
@@ -91,6 +101,7 @@ export async function evaluateSets(
         const outs = await b.generate(ids, {
           maxNewTokens: c.maxNewTokens,
           hooks: cond === 'baseline' ? undefined : hooks,
+          ...(gated ? { gate, onGate: (j: number, d: { apply: boolean; score: number }) => (decisions[j] = d) } : {}),
           onProgress: (done) => p.cb(before + done, total),
         });
         texts = outs.map((o) => b.decode(o));
@@ -113,6 +124,7 @@ export async function evaluateSets(
           response: t,
           refusal,
           max_new_tokens: c.maxNewTokens,
+          ...(gated ? { gate_score: decisions[j]!.score, gate_applied: decisions[j]!.apply } : {}),
         });
       });
       const n = texts.length;
@@ -126,6 +138,7 @@ export async function evaluateSets(
         refusal_rate: refusals / n,
         ...(cond === 'baseline' ? {} : { target, ablation }),
         max_new_tokens: c.maxNewTokens,
+        ...(gated ? { gate_cleared: decisions.filter((d) => d.apply).length / n } : {}),
       });
     }
   }

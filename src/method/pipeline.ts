@@ -25,6 +25,7 @@ import { extractCandidates } from './extract.js';
 import { interventionFromRun, validateSettings, type RunIntervention } from './intervention.js';
 import { selectCandidate } from './select.js';
 import type { StageContext, StageProgress } from './stage.js';
+import { loadGate, writeGateEvalFiles } from './gate.js';
 import {
   FILES,
   RUN_FORMAT,
@@ -134,7 +135,7 @@ export function stageKeys(c: MethodConfig, fingerprint: string, dataDir: string 
 }
 
 /** A stage's progress over the caller's progress bars (none when the caller gave no factory). */
-function stageProgress(factory: ProgressFactory | undefined, label: string, total: number): StageProgress {
+export function stageProgress(factory: ProgressFactory | undefined, label: string, total: number): StageProgress {
   const bar = factory?.(label, total);
   let n = 0;
   return {
@@ -264,6 +265,7 @@ class Runner {
     write: boolean,
     applied?: RunIntervention,
     onRows?: (rows: ResponseRow[]) => void,
+    gated = false,
   ): Promise<EvalResult[]> {
     const c = this.o.config;
     const iv =
@@ -275,8 +277,11 @@ class Runner {
         strength: c.strength,
       }));
     const { ctx, t0 } = await this.startStage();
-    const { results, rows } = await evaluateSets(ctx, this.evalSets, iv, readResponses(this.o.runDir));
+    const gate = gated ? (await loadGate(this.o.runDir, ctx.backend.width, this.fingerprint)).gate : undefined;
+    const { results, rows } = await evaluateSets(ctx, this.evalSets, iv, readResponses(this.o.runDir), gate);
     onRows?.(rows);
+    // A gated evaluation keeps its own files beside the eval stage's (eval.json stays the ungated edit's).
+    if (gated) await writeGateEvalFiles(this.o.runDir, results, rows);
     if (write) {
       await writeEvalFiles(this.o.runDir, results, rows);
       await this.finishStage('eval', t0);
@@ -372,6 +377,8 @@ export async function evaluateRun(
     alpha?: number;
     datasets?: string[];
     run?: RunJson;
+    /** Apply the edit only to the prompts the run's gate clears (gate.ts), as a third condition. */
+    gate?: boolean;
     /** Given the response rows when they are generated (not when the eval stage is resumed: responses.jsonl has them). */
     onRows?: (rows: ResponseRow[]) => void;
   },
@@ -397,12 +404,13 @@ export async function evaluateRun(
     (request.lambda === undefined || request.lambda === o.config.lambda) &&
     (request.alpha === undefined || request.alpha === o.config.alpha) &&
     !request.datasets &&
+    !request.gate &&
     runner.run.stages.select?.key === runner.keys.select;
   if (stock && runner.done('eval')) {
     runner.log('eval: already done with these settings (resumed)');
     return readEvalResults(o.runDir);
   }
-  return await runner.evaluate(stock, applied, request.onRows);
+  return await runner.evaluate(stock, applied, request.onRows, !!request.gate);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,13 @@ import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { ScalpelError, escapeControls, quoteUntrusted } from '../errors.js';
-import { Scheduler, SchedulerFullError, contextMessage, type SequenceResult } from '../engine/scheduler.js';
+import {
+  Scheduler,
+  SchedulerFullError,
+  contextMessage,
+  type SequenceGate,
+  type SequenceResult,
+} from '../engine/scheduler.js';
 import type { SamplingParams } from '../engine/sampling.js';
 import type { LoadedModel } from '../model/load.js';
 import type { RunJson } from '../method/rundir.js';
@@ -30,6 +36,8 @@ export interface ServeOptions {
   name: string;
   /** A finished run: its intervention is the default model and the base of the λ aliases. */
   run?: { dir: string; json: RunJson };
+  /** The run's gate (`serve --gate`): every edited request is edited only when the gate clears its prompt. */
+  gate?: SequenceGate;
   /** Require `Authorization: Bearer <apiKey>` on every route but /health. */
   apiKey?: string;
   /** Sequences generating at once (the scheduler's batch, default 16). */
@@ -183,6 +191,7 @@ export function createServer(opts: ServeOptions): ScalpelServer {
         prompt,
         maxNewTokens: maxTokens,
         hooks,
+        ...(hooks && opts.gate ? { gate: opts.gate } : {}),
         sampling,
         stopTokenIds: body.ignore_eos ? [] : loaded.eosTokenIds,
         stopStrings: stops,

@@ -8,7 +8,7 @@ import * as readline from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { ANSWER_KEEPS, ScalpelError, escapeControls } from '../../errors.js';
 import type { SamplingParams } from '../../engine/sampling.js';
-import { Scheduler } from '../../engine/scheduler.js';
+import { Scheduler, type SequenceGate } from '../../engine/scheduler.js';
 import type { HookMap } from '../../engine/types.js';
 import type { Model } from '../../engine/model.js';
 import { type ChatMessage, type ChatTemplate, encodeChat } from '../../tokenizer/chat.js';
@@ -21,6 +21,8 @@ export interface ChatEdit {
   run: string;
   lambda: number;
   hooksAt: (lambda: number) => Promise<HookMap> | HookMap;
+  /** `chat --gate`: the edit applies to an answer only when the run's gate clears the conversation's prompt. */
+  gate?: SequenceGate;
 }
 
 export interface ChatSessionOptions {
@@ -277,6 +279,7 @@ export class ChatSession {
         prompt,
         maxNewTokens: Math.min(this.opts.maxNewTokens, context - prompt.length),
         hooks,
+        ...(hooks && this.opts.edit?.gate ? { gate: this.opts.edit.gate } : {}),
         sampling: this.opts.sampling,
         stopTokenIds: [...this.opts.eosTokenIds],
         signal: controller.signal,
@@ -292,6 +295,10 @@ export class ChatSession {
         return null;
       }
       this.print(stream.end());
+      if (result.gate)
+        this.print(
+          `(gate: score ${result.gate.score.toFixed(2)}, the edit ${result.gate.apply ? 'applied' : 'did not apply'})`,
+        );
       return stream.text;
     } finally {
       this.answering = null;

@@ -67,7 +67,12 @@ export function register(program: Command): void {
     .option('--dtype <dtype>', "gguf: storage of the weight matrices, f32 | f16 | bf16 (default: the model's)")
     .option('--quant <type>', 'gguf: quantize the weight matrices, q8_0 (norms and biases stay f32)')
     .option('--quiet', 'no progress bar or log lines')
-    .action(async (flags: BakeFlags) => {
+    .option('--gate', 'refused: a gate is a run-time mode (eval, serve, chat)')
+    .action(async (flags: BakeFlags & { gate?: boolean }) => {
+      if (flags.gate)
+        throw new ScalpelError(
+          '--gate: cannot be baked: a weight edit applies to every prompt, and the gate decides per prompt from its activations at run time (use eval, serve or chat --gate)',
+        );
       if (!(BAKE_FORMATS as readonly string[]).includes(flags.format))
         throw new ScalpelError(
           `--format: expected one of ${BAKE_FORMATS.join(', ')}, got ${JSON.stringify(flags.format)}`,

@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { ScalpelError } from '../../errors.js';
 import { loadModel } from '../../model/load.js';
+import { loadGate } from '../../method/gate.js';
 import { interventionFromRun, interventionHooks } from '../../method/intervention.js';
 import { progressFactory } from '../progress.js';
 import { MODEL_HELP, lambdaFlag, openRun, resolveModelFlag } from '../options.js';
@@ -18,6 +19,7 @@ interface ChatFlags extends SamplingFlags {
   lambda?: string;
   system?: string;
   maxNewTokens: string;
+  gate?: boolean;
 }
 
 export function register(program: Command): void {
@@ -27,6 +29,7 @@ export function register(program: Command): void {
     .option('--model <model>', `${MODEL_HELP}; with --run, default the run's`)
     .option('--run <dir>', 'a finished run whose edit /lambda, /ablate and /compare apply (the chat starts edited)')
     .option('--lambda <x>', "with --run: the starting λ in [0, 1] (default: the run's)")
+    .option('--gate', "with --run: apply the edit only to prompts the run's gate clears (`scalpel gate`)")
     .option('--system <text>', 'system prompt')
     .option('--max-new-tokens <n>', 'longest answer, in tokens', String(DEFAULT_CHAT_MAX_NEW_TOKENS))
     .option('--temperature <x>', 'sample with this temperature (default 0: greedy)')
@@ -42,6 +45,7 @@ export function register(program: Command): void {
       if (lambda !== undefined && flags.run === undefined) throw new ScalpelError('--lambda: only with --run RUN');
       if (flags.model === undefined && flags.run === undefined)
         throw new ScalpelError("required option '--model <model>' not specified");
+      if (flags.gate && flags.run === undefined) throw new ScalpelError('--gate: only with --run RUN');
       const fromRun = flags.run !== undefined ? await openRun(flags.run, flags.model) : null;
       // Read the run's intervention before the weights, to fail fast; its λ is the starting one.
       const first = fromRun ? await interventionFromRun(fromRun.runDir, { run: fromRun.run, lambda }) : null;
@@ -56,6 +60,10 @@ export function register(program: Command): void {
           `${loaded.dir}: no chat template (tokenizer_config.json chat_template or chat_template.jinja); use scalpel generate`,
         );
       const numLayers = loaded.model.numLayers;
+      const gate =
+        fromRun && flags.gate
+          ? (await loadGate(fromRun.runDir, loaded.model.width, fromRun.run.model.fingerprint)).gate
+          : undefined;
       const edit: ChatEdit | undefined =
         fromRun && first
           ? {
@@ -68,6 +76,7 @@ export function register(program: Command): void {
                     : (await interventionFromRun(fromRun.runDir, { run: fromRun.run, lambda: x })).intervention,
                   numLayers,
                 ),
+              ...(gate ? { gate } : {}),
             }
           : undefined;
       const session = new ChatSession({

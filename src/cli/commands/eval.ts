@@ -56,6 +56,10 @@ export function register(program: Command): void {
         "evaluation sets (dataset names, name:N, or prompt files); default: the run's, else the paper's with --data-dir and the built-in test sets without",
       ],
       ['--json', 'print {"results": [...]} as in eval.json'],
+      [
+        '--gate',
+        "also evaluate the edit applied only to prompts the run's gate clears (fit it with `scalpel gate`); writes gate-eval.json and gate-responses.jsonl",
+      ],
       ...ENDPOINT_OPTIONS,
       ...JUDGE_OPTIONS,
     ],
@@ -134,6 +138,7 @@ export function register(program: Command): void {
       run,
       lambda,
       datasets,
+      gate: !!opts['gate'],
       onRows: (r) => {
         rows = r;
       },

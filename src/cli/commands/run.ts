@@ -2,7 +2,8 @@
 // Its flags are defined in ../options.ts, shared with the stage commands (extract, select, eval).
 import type { Command } from 'commander';
 import { readResponses } from '../../method/evaluate.js';
-import { runPipeline } from '../../method/pipeline.js';
+import { fitRunGate } from '../../method/gate-run.js';
+import { evaluateRun, runPipeline } from '../../method/pipeline.js';
 import { runOptions } from '../config.js';
 import { configSets, fetchRunSets } from '../fetch.js';
 import { describeSelection, formatAgreement, formatTable } from '../format.js';
@@ -18,6 +19,10 @@ export function register(program: Command): void {
     options: [
       ['--eval <sets>', 'comma-separated evaluation sets (dataset names, name:N for the first N, or files)'],
       ['--json', 'print {"results": [...]} instead of the table'],
+      [
+        '--gate',
+        'after the run, fit its gate (scalpel gate) and evaluate the edit applied only to prompts the gate clears',
+      ],
       ['--report [file]', 'at the end, write the HTML report (scalpel report) to file (default RUN/report.html)'],
       ...JUDGE_OPTIONS,
     ],
@@ -35,6 +40,12 @@ export function register(program: Command): void {
         .filter((s) => s !== '');
     await fetchRunSets(o, configSets(o.config, true));
     const res = await runPipeline(o, ['extract', 'select', 'eval']);
+    if (opts['gate']) {
+      // The gate is fitted after the run and its gated evaluation is a third condition (gate-eval.json); the table
+      // below then shows baseline, the edit and the gated edit.
+      await fitRunGate(o);
+      res.results = await evaluateRun(o, { run: res.run, gate: true });
+    }
     // The second judge labels the eval stage's responses (cached answers are not asked again).
     const j = judge
       ? await runJudge(judge, readResponses(res.runDir), { cacheDir: res.runDir, writeDir: res.runDir }, opts)

@@ -4,6 +4,7 @@
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { ScalpelError, escapeControls } from '../../errors.js';
+import { loadGate } from '../../method/gate.js';
 import { loadModel } from '../../model/load.js';
 import { createServer } from '../../serve/server.js';
 import { MODEL_HELP, openRun, resolveModelFlag } from '../options.js';
@@ -17,6 +18,7 @@ interface ServeFlags {
   apiKey?: string;
   maxSequences: string;
   maxQueue: string;
+  gate?: boolean;
 }
 
 function intFlag(text: string, flag: string, min: number): number {
@@ -37,6 +39,7 @@ export function register(program: Command): void {
     .option('--api-key <key>', 'require Authorization: Bearer KEY (default: $SCALPEL_API_KEY, else none)')
     .option('--max-sequences <n>', 'sequences generated at once, sharing each forward pass', '16')
     .option('--max-queue <n>', 'requests waiting for room; beyond it the server answers 429', '64')
+    .option('--gate', "with --run: edit only the requests whose prompt the run's gate clears (`scalpel gate`)")
     .action(async (flags: ServeFlags) => {
       const port = intFlag(flags.port, 'port', 0);
       if (port > 65535) throw new ScalpelError(`--port ${flags.port}: expected a port number ≤ 65535`);
@@ -44,6 +47,7 @@ export function register(program: Command): void {
       const maxQueue = intFlag(flags.maxQueue, 'max-queue', 0);
       if (flags.model === undefined && flags.run === undefined)
         throw new ScalpelError("required option '--model <model>' not specified");
+      if (flags.gate && flags.run === undefined) throw new ScalpelError('--gate: only with --run RUN');
       const fromRun = flags.run !== undefined ? await openRun(flags.run, flags.model) : null;
       const resolved = fromRun
         ? { dir: fromRun.modelDir, hub: fromRun.run.model.hub }
@@ -54,12 +58,17 @@ export function register(program: Command): void {
       const loaded = await loadModel(modelDir, {
         onProgress: (done, total) => bar.update(mb(done), mb(total)),
       }).finally(() => bar.stop());
+      const gate =
+        fromRun && flags.gate
+          ? (await loadGate(fromRun.runDir, loaded.model.width, fromRun.run.model.fingerprint)).gate
+          : undefined;
       // A folder is served under its basename, a Hub id as it is.
       const name = resolved.hub?.repo ?? path.basename(modelDir);
       const server = createServer({
         loaded,
         name,
         run: fromRun ? { dir: fromRun.runDir, json: fromRun.run } : undefined,
+        ...(gate ? { gate } : {}),
         apiKey: flags.apiKey ?? process.env['SCALPEL_API_KEY'],
         maxSequences,
         maxQueue,
