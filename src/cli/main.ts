@@ -13,6 +13,7 @@ import * as chat from './commands/chat.js';
 import * as report from './commands/report.js';
 import * as sweep from './commands/sweep.js';
 import * as ability from './commands/ability.js';
+import * as stability from './commands/stability.js';
 
 const program = new Command('scalpel')
   .description('Remove false refusals from chat models by ablating a single direction, keeping true refusals.')
@@ -31,6 +32,7 @@ for (const command of [run, extract, select, evaluate, bake, generate, serve, ch
   command.register(program);
 report.register(program);
 sweep.register(program);
+stability.register(program);
 
 try {
   await program.parseAsync(process.argv);

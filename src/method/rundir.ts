@@ -23,6 +23,7 @@ export const FILES = {
   abilityItems: 'ability-items.jsonl',
   judge: 'judge.json',
   judgeCache: 'judge-cache.jsonl',
+  stability: 'stability.json',
 } as const;
 
 export interface StageRecord {

@@ -12,6 +12,7 @@ import { examplesSection } from './sections/examples.js';
 import { describeSite, headlineSection, modelName } from './sections/headline.js';
 import { judgeSection } from './sections/judge.js';
 import { provenanceSection } from './sections/provenance.js';
+import { stabilitySection } from './sections/stability.js';
 import { sweepSection } from './sections/sweep.js';
 
 export const REPORT_FILE = 'report.html';
@@ -23,6 +24,7 @@ export async function buildReport(runDir: string): Promise<string> {
   const sections = [
     await headlineSection(inputs, paired),
     await sweepSection(inputs),
+    stabilitySection(inputs),
     await candidatesSection(inputs),
     examplesSection(inputs, paired),
     abilitySection(inputs),

@@ -8,6 +8,7 @@ import { ScalpelError } from '../errors.js';
 import { type Candidates, loadCandidates } from '../method/candidates.js';
 import type { EvalResult, ResponseRow } from '../method/evaluate.js';
 import type { JudgeRow } from '../method/llm-judge.js';
+import type { StabilityJson } from '../method/stability.js';
 import { FILES, type RunJson, type SelectionJson, readJson, requireRunJson } from '../method/rundir.js';
 
 /** The optional files, by the names the commands that write them use. */
@@ -16,6 +17,7 @@ export const OPTIONAL_FILES = {
   sweepResponses: 'sweep-responses.jsonl',
   ability: 'ability.json',
   judge: 'judge.json',
+  stability: 'stability.json',
 } as const;
 
 /** sweep.json (`scalpel sweep`), the fields the report reads. */
@@ -91,6 +93,7 @@ export interface ReportInputs {
   sweepResponses: ResponseRow[];
   ability: AbilityDoc | null;
   judge: JudgeDoc | null;
+  stability: StabilityJson | null;
 }
 
 /** Reads what a report needs; only run.json is required (a run stopped after extract still gets a report). */
@@ -112,6 +115,7 @@ export async function readReportInputs(runDir: string): Promise<ReportInputs> {
     sweepResponses: readJsonLines<ResponseRow>(runDir, OPTIONAL_FILES.sweepResponses),
     ability: readOptional<AbilityDoc>(runDir, OPTIONAL_FILES.ability, 'scalpel-ability/', []),
     judge: readOptional<JudgeDoc>(runDir, OPTIONAL_FILES.judge, 'scalpel-judge/', ['rows']),
+    stability: readOptional<StabilityJson>(runDir, OPTIONAL_FILES.stability, 'scalpel-stability/', ['studies']),
   };
 }
 
