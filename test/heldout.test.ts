@@ -15,6 +15,7 @@ import {
   type LoadedSet,
 } from '../src/method/datasets.js';
 import { describeHeldOut, heldOutHarmful, isHeldOutHarmful } from '../src/method/heldout.js';
+import { heldOutHtml } from '../src/report/sections/headline.js';
 import { ROOT } from './support/cli.js';
 
 const DATA = resolve(ROOT, '..', 'shared', 'datasets', 'raw');
@@ -79,6 +80,12 @@ test('the pooled held-out harmful refusal equals a hand computation (counts, rat
     'held-out harmful refusal, pooled over 2 sets (n = 300, Wilson 95%): 60.3% [54.7%, 65.7%] → 39.0% [33.7%, 44.6%] (−21.3 points; per set: jbb-harmful −9.0, xstest-unsafe −27.5)',
   );
   assert.equal(heldOutHarmful(results.filter((r) => r.dataset === 'xstest-safe')), null);
+  // The report's headline states the same pooled figures.
+  const html = heldOutHtml(results);
+  assert.ok(html.includes('n = 300, Wilson 95%): <strong>60.3% [54.7%, 65.7%]</strong> before'), html);
+  assert.ok(html.includes('<strong>39.0% [33.7%, 44.6%]</strong> after (−21.3 points)'), html);
+  assert.ok(html.includes('jbb-harmful (n = 100) −9.0, xstest-unsafe (n = 200) −27.5'), html);
+  assert.equal(heldOutHtml(results.filter((r) => r.dataset === 'xstest-safe')), '');
 });
 
 test('evaluation rows that are also training or validation prompts are dropped and counted', () => {

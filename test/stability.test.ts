@@ -2,12 +2,13 @@
 // each re-extracted, re-selected and evaluated. Draw 0 is the run's own sample, so it must choose the run's site;
 // the spread must be the draws' own figures; a rerun resumes every draw; the report shows the section.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { StabilityJson } from '../src/method/stability.js';
-import { makeSmallRun, runScalpel } from './support/cli.js';
+import { BIN, makeSmallRun, ROOT, runScalpel } from './support/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'scalpel-stability-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -49,6 +50,21 @@ test('stability --draws 2: a site per draw (draw 0 = the run), the spread of the
     ),
     study.draws.map((d) => d.site),
   );
+
+  // Bad flags: one line each, nothing written.
+  const before = readFileSync(join(run, 'stability.json'), 'utf8');
+  for (const [flags, message] of [
+    [['--draws', '0'], /^scalpel: --draws 0: expected an integer ≥ 1$/],
+    [['--draws', '2', '--val-draws', '0'], /^scalpel: --val-draws 0: expected an integer ≥ 1$/],
+  ] as const) {
+    const r = spawnSync(process.execPath, [BIN, 'stability', '--run', run, ...flags, '--quiet'], {
+      encoding: 'utf8',
+      cwd: ROOT,
+    });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr.trimEnd(), message);
+  }
+  assert.equal(readFileSync(join(run, 'stability.json'), 'utf8'), before);
 
   const report = join(dir, 'report.html');
   runScalpel('report', run, '--out', report);

@@ -30,7 +30,7 @@ export async function buildReport(runDir: string): Promise<string> {
     abilitySection(inputs),
     judgeSection(inputs),
     provenanceSection(inputs),
-  ];
+  ].filter((s) => s !== null);
   const made = inputs.run.stages.eval?.finished_at ?? inputs.run.stages.select?.finished_at;
   return page(
     `Scalpel report: ${modelName(inputs)}`,

@@ -6,8 +6,7 @@ import { esc, fixed, notMeasured, pct, raw, table } from '../html.js';
 import type { ReportInputs } from '../inputs.js';
 import { datasetKind, type PairedDataset, type Rate } from '../paired.js';
 import type { Section } from './section.js';
-import type { EvalResult } from '../../method/evaluate.js';
-import { heldOutHarmful, type PooledRate } from '../../method/heldout.js';
+import { heldOutHarmful, type PooledRate, type RateRow } from '../../method/heldout.js';
 
 export function modelName(inputs: ReportInputs): string {
   return inputs.run.model.hub?.repo ?? basename(inputs.run.model.dir);
@@ -34,7 +33,7 @@ export function formatP(p: number | null): string {
  * The held-out harmful sets pooled (src/method/heldout.ts): refusal before and after with Wilson intervals, and each
  * set's change; empty when no held-out harmful set was evaluated.
  */
-export function heldOutHtml(results: readonly EvalResult[]): string {
+export function heldOutHtml(results: readonly RateRow[]): string {
   const h = heldOutHarmful(results);
   if (!h) return '';
   const p = h.pooled;

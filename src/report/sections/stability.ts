@@ -1,19 +1,15 @@
 // Spread over draws (`scalpel stability`): per study, the site each draw of the training/validation prompts chose,
 // and how far each evaluation set's gain moves between draws (max − min and sd, in points).
-import { esc, notMeasured, table } from '../html.js';
+import { esc, table } from '../html.js';
 import type { ReportInputs } from '../inputs.js';
 import type { Section } from './section.js';
 
 const pts = (x: number) => (100 * x).toFixed(1);
 
-export function stabilitySection(inputs: ReportInputs): Section {
+/** null without stability.json: the study is an optional, costly extra (K more runs), so its absence needs no note. */
+export function stabilitySection(inputs: ReportInputs): Section | null {
   const doc = inputs.stability;
-  if (!doc || doc.studies.length === 0)
-    return {
-      id: 'stability',
-      title: 'Spread over draws',
-      html: notMeasured('the spread over draws', `scalpel stability --run ${inputs.runDir} --draws 5`),
-    };
+  if (!doc || doc.studies.length === 0) return null;
   const parts = doc.studies.map((s) => {
     const sites = s.draws
       .map((d) => `seed ${d.seed}: ${d.site ? `${d.site.position}/${d.site.layer}` : 'none'}`)
