@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import type { StabilityJson } from '../src/method/stability.js';
+import { pairwiseCosines, spreadOf, type StabilityJson } from '../src/method/stability.js';
 import { BIN, makeSmallRun, ROOT, runScalpel } from './support/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'scalpel-stability-'));
@@ -37,6 +37,10 @@ test('stability --draws 2: a site per draw (draw 0 = the run), the spread of the
     const base = study.baseline.find((r) => r.dataset === ds)!.compliance_rate;
     assert.ok(Math.abs(study.spread.gain[ds]!.mean - (values[0]! + values[1]! - 2 * base) / 2) < 1e-12);
   }
+  // One pair of draws: one cosine, between −1 and 1, below 1 (the draws differ).
+  const cos = study.spread.direction_cosine!;
+  assert.equal(cos.n, 1);
+  assert.ok(cos.mean > -1 && cos.mean < 1 - 1e-6, `cosine ${cos.mean}`);
   const sites = study.draws.map((d) => `${d.site!.position}/${d.site!.layer}`);
   assert.equal(study.spread.distinct_sites, new Set(sites).size);
   assert.match(first.out, /stability \(as-run\), 2 draws: chosen site/);
@@ -71,4 +75,16 @@ test('stability --draws 2: a site per draw (draw 0 = the run), the spread of the
   const html = readFileSync(report, 'utf8');
   assert.match(html, /Spread over draws/);
   assert.ok(html.includes(`seed 2: ${sites[1]}`));
+});
+
+test('spread helpers: pairwise cosines and max − min / sample sd, by hand', () => {
+  const c = pairwiseCosines([new Float32Array([1, 0]), new Float32Array([0, 2]), new Float32Array([3, 3])]);
+  assert.deepEqual(
+    c.map((x) => x.toFixed(6)),
+    ['0.000000', (1 / Math.SQRT2).toFixed(6), (1 / Math.SQRT2).toFixed(6)],
+  );
+  // 0.30, 0.25, 0.19: range 0.11, mean 0.2467, sd √(((0.0533)² + (0.0033)² + (0.0567)²) / 2) = 0.05508.
+  const s = spreadOf([0.3, 0.25, 0.19])!;
+  assert.ok(Math.abs(s.range - 0.11) < 1e-12 && Math.abs(s.mean - 0.74 / 3) < 1e-12);
+  assert.ok(Math.abs(s.sd - 0.055075705472861) < 1e-12, `${s.sd}`);
 });

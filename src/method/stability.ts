@@ -17,7 +17,7 @@ import type { MethodConfig } from './config.js';
 import { readResponses, type EvalResult, type ResponseRow } from './evaluate.js';
 import { heldOutHarmful } from './heldout.js';
 import { runPipeline, type RunOptions } from './pipeline.js';
-import { FILES, readJson, writeJson, type RunJson, type SelectionJson } from './rundir.js';
+import { FILES, readJson, readTensors, writeJson, type RunJson, type SelectionJson } from './rundir.js';
 
 export const STABILITY_FORMAT = 'scalpel-stability/1';
 
@@ -65,6 +65,11 @@ export interface StudyJson {
     /** Edited − baseline compliance per dataset. */
     gain: Record<string, Spread>;
     held_out_harmful_refusal: Spread | null;
+    /**
+     * Cosine between the chosen ablation directions of every two draws (training and validation data only, no test
+     * figure): how far the edit itself moves with the draw, whether or not the site does.
+     */
+    direction_cosine: Spread | null;
   };
 }
 
@@ -104,7 +109,11 @@ export function spreadOf(values: readonly number[]): Spread | null {
 }
 
 /** The spread of a study's finished draws. */
-export function summarise(draws: readonly DrawRecord[], baseline: readonly EvalResult[]): StudyJson['spread'] {
+export function summarise(
+  draws: readonly DrawRecord[],
+  baseline: readonly EvalResult[],
+  directions: readonly Float32Array[] = [],
+): StudyJson['spread'] {
   const sites: Record<string, number> = {};
   for (const d of draws) {
     const key = d.site ? `${d.site.position}/${d.site.layer}` : 'none';
@@ -134,7 +143,28 @@ export function summarise(draws: readonly DrawRecord[], baseline: readonly EvalR
     held_out_harmful_refusal: spreadOf(
       withSite.map((d) => d.held_out_harmful_refusal).filter((x): x is number => x !== null),
     ),
+    direction_cosine: spreadOf(pairwiseCosines(directions)),
   };
+}
+
+/** Cosines of every pair of directions (i < j). */
+export function pairwiseCosines(directions: readonly Float32Array[]): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < directions.length; i++)
+    for (let j = i + 1; j < directions.length; j++) {
+      const a = directions[i]!;
+      const b = directions[j]!;
+      let ab = 0;
+      let aa = 0;
+      let bb = 0;
+      for (let k = 0; k < a.length; k++) {
+        ab += a[k]! * b[k]!;
+        aa += a[k]! * a[k]!;
+        bb += b[k]! * b[k]!;
+      }
+      out.push(ab / Math.sqrt(aa * bb));
+    }
+  return out;
 }
 
 /** stability.json, when the run has one (a rerun adds to it; the report reads it). */
@@ -202,6 +232,7 @@ export async function runStability(o: RunOptions, req: StabilityRequest): Promis
   addBaselines(baselineRows(o.runDir));
 
   const draws: DrawRecord[] = [];
+  const directions: Float32Array[] = [];
   let baseline: EvalResult[] = [];
   let out: StabilityJson | undefined;
   const t0 = performance.now();
@@ -233,6 +264,7 @@ export async function runStability(o: RunOptions, req: StabilityRequest): Promis
     }
     const rec = drawRecord(d, seed, dir);
     if (note) rec.note = note;
+    else directions.push((await readTensors(dir, FILES.vector)).get('direction')!);
     draws.push(rec);
     const elapsed = (performance.now() - t0) / 1000;
     const eta = (elapsed / (d + 1)) * (req.draws - d - 1);
@@ -254,7 +286,7 @@ export async function runStability(o: RunOptions, req: StabilityRequest): Promis
       eval_datasets: evalDatasets,
       baseline,
       draws,
-      spread: summarise(draws, baseline),
+      spread: summarise(draws, baseline, directions),
     };
     // Read again before writing: another study may have finished a draw into the same file meanwhile.
     const others = (readStability(o.runDir)?.studies ?? []).filter((s) => s.study !== study);

@@ -57,6 +57,10 @@ export function formatStudy(s: StudyJson): string {
   ]);
   const h = s.spread.held_out_harmful_refusal;
   if (h) rows.push(['held-out harmful refusal (pooled)', pts(h.mean), pts(h.min), pts(h.max), pts(h.range), pts(h.sd)]);
+  const c = s.spread.direction_cosine;
+  const cosine = c
+    ? `cosine between the draws' chosen directions: mean ${c.mean.toFixed(3)}, min ${c.min.toFixed(3)} (${c.n} pairs)`
+    : '';
   const all = [head, ...rows];
   const widths = head.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
@@ -64,5 +68,6 @@ export function formatStudy(s: StudyJson): string {
     `stability (${s.study}), ${s.draws.length} draws: chosen site (position/layer) ${sites.join(', ')}; ${s.spread.distinct_sites} distinct, the most frequent on ${pts(s.spread.modal_site_share)}% of draws`,
     'compliance gain over the baseline in points across draws (held-out harmful: edited refusal in %)',
     ...all.map(line),
+    ...(cosine ? [cosine] : []),
   ].join('\n');
 }

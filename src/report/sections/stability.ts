@@ -22,11 +22,15 @@ export function stabilitySection(inputs: ReportInputs): Section | null {
       pts(g.range),
       pts(g.sd),
     ]);
+    const c = s.spread.direction_cosine;
+    const cos = c
+      ? ` Cosine between the chosen directions of two draws: mean ${c.mean.toFixed(3)}, min ${c.min.toFixed(3)}.`
+      : '';
     const h = s.spread.held_out_harmful_refusal;
     if (h)
       rows.push(['held-out harmful refusal, pooled (%)', pts(h.mean), pts(h.min), pts(h.max), pts(h.range), pts(h.sd)]);
     return `<h3>${esc(s.study)} (${s.draws.length} draws; n_train ${s.settings.n_train}, n_val ${s.settings.n_val} × ${s.settings.val_draws})</h3>
-<p>Chosen site (position/layer) per draw: ${esc(sites)}. ${s.spread.distinct_sites} distinct; the most frequent on ${esc(pts(s.spread.modal_site_share))}% of draws.</p>
+<p>Chosen site (position/layer) per draw: ${esc(sites)}. ${s.spread.distinct_sites} distinct; the most frequent on ${esc(pts(s.spread.modal_site_share))}% of draws.${cos}</p>
 ${table(['dataset', 'gain, mean (points)', 'min', 'max', 'max − min', 'sd'], rows, [1, 2, 3, 4, 5])}`;
   });
   const note = `<p class="small">${esc(doc.studies[0]!.resampling)}. Gain: edited minus baseline compliance on the same prompts.</p>`;
