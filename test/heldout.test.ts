@@ -2,8 +2,9 @@
 // the pooled refusal figure against a hand computation, the training-overlap check on crafted sets and on the
 // shared data, and the capped sets spread over their categories.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { defaultConfig, PAPER_SETS } from '../src/method/config.js';
 import {
@@ -14,6 +15,7 @@ import {
   sampleSets,
   type LoadedSet,
 } from '../src/method/datasets.js';
+import { writeEvalFiles } from '../src/method/evaluate.js';
 import { describeHeldOut, heldOutHarmful, isHeldOutHarmful } from '../src/method/heldout.js';
 import { heldOutHtml } from '../src/report/sections/headline.js';
 import { ROOT } from './support/cli.js';
@@ -155,4 +157,26 @@ test('--val-draws V: V validation samples of n_val each, the first being the ord
   assert.deepEqual(three.pseudoVal.prompts.slice(0, 32), one.pseudoVal.prompts);
   assert.notDeepEqual(three.pseudoVal.prompts.slice(32, 64), one.pseudoVal.prompts);
   assert.deepEqual(three.pseudoTrain.prompts, one.pseudoTrain.prompts);
+});
+
+test('eval.json names the sets that lost rows to the overlap check, and only those', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'scalpel-heldout-'));
+  try {
+    const set = (name: string, dropped: number): LoadedSet => ({
+      name,
+      prompts: ['p'],
+      source: 't',
+      path: name,
+      overlapDropped: dropped,
+    });
+    await writeEvalFiles(dir, [], [], [set('advbench', 117), set('jbb-harmful', 0)]);
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, 'eval.json'), 'utf8')), {
+      results: [],
+      training_overlap_dropped: { advbench: 117 },
+    });
+    await writeEvalFiles(dir, [], [], [set('jbb-harmful', 0)]);
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, 'eval.json'), 'utf8')), { results: [] });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -147,11 +147,14 @@ export async function writeEvalFiles(
   mkdirSync(runDir, { recursive: true });
   await writeFileAtomic(join(runDir, FILES.responses), `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
   const heldOut = heldOutHarmful(results);
-  const overlap = Object.fromEntries(evalSets.map((s) => [s.name, s.overlapDropped ?? 0]));
+  // Only sets that lost rows are named: an evaluation with no overlap writes the eval.json it always did.
+  const dropped = evalSets.filter((s) => (s.overlapDropped ?? 0) > 0);
   await writeJson(runDir, FILES.eval, {
     results,
     ...(heldOut ? { held_out_harmful: heldOut } : {}),
-    ...(evalSets.length > 0 ? { training_overlap_dropped: overlap } : {}),
+    ...(dropped.length > 0
+      ? { training_overlap_dropped: Object.fromEntries(dropped.map((s) => [s.name, s.overlapDropped])) }
+      : {}),
   });
 }
 
