@@ -39,6 +39,7 @@ test('every name resolves against ../shared/datasets/raw with the documented siz
     advbench: 520,
     strongreject: 313,
     'coconot-contrast': 379,
+    'coconot-safety': 394,
     'alpaca-test': 200,
     'malicious-instruct': 100,
     'tdc2023-dev': 50,

@@ -54,6 +54,7 @@ const FLAG_FIELDS: [string, keyof MethodConfig, (v: unknown, flag: string) => un
   ['system', 'system', String],
   ['nTrain', 'nTrain', num],
   ['nVal', 'nVal', num],
+  ['valDraws', 'valDraws', num],
   ['seed', 'seed', num],
   ['sampler', 'sampler', parseSampler],
   ['probeTokens', 'probeTokens', num],

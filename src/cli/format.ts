@@ -1,5 +1,6 @@
 // What the commands print: the before/after table of compliance rates and the one-line summary of a selection.
 import { escapeControls } from '../errors.js';
+import { describeHeldOut, heldOutHarmful } from '../method/heldout.js';
 import type { JudgeJson } from '../method/llm-judge.js';
 import { judgeRates } from '../method/llm-judge.js';
 import type { EvalResult, SelectionJson } from '../method/pipeline.js';
@@ -53,7 +54,14 @@ export function formatTable(results: EvalResult[], judge?: JudgeJson): string {
     ...(judge ? [judgeNote(judge)] : []),
     line(head),
     ...rows.map(line),
+    ...heldOutLine(results),
   ].join('\n');
+}
+
+/** Under the table: the held-out harmful sets' refusal pooled (src/method/heldout.ts), when any was evaluated. */
+function heldOutLine(results: EvalResult[]): string[] {
+  const h = heldOutHarmful(results);
+  return h ? ['', describeHeldOut(h)] : [];
 }
 
 /** What the judge columns mean, with the rows they leave out. */

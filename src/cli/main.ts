@@ -14,6 +14,7 @@ import * as report from './commands/report.js';
 import * as sweep from './commands/sweep.js';
 import * as ability from './commands/ability.js';
 import * as gate from './commands/gate.js';
+import * as stability from './commands/stability.js';
 
 const program = new Command('scalpel')
   .description('Remove false refusals from chat models by ablating a single direction, keeping true refusals.')
@@ -33,6 +34,7 @@ for (const command of [run, extract, select, evaluate, bake, generate, serve, ch
 report.register(program);
 sweep.register(program);
 gate.register(program);
+stability.register(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -41,6 +41,10 @@ function addMethodOptions(cmd: Command): Command {
     .option('--column <name>', 'CSV column / JSON field holding the prompt in user prompt files')
     .option('--n-train <n>', 'prompts sampled from each training set (default 128)')
     .option('--n-val <n>', 'prompts sampled from each validation set (default 32)')
+    .option(
+      '--val-draws <n>',
+      'score selection candidates on this many validation draws of n-val prompts each, on their mean (default 1)',
+    )
     .option('--seed <n>', 'seed of the sampling RNG (default 1)')
     .option(
       '--sampler <rng>',

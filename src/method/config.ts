@@ -24,6 +24,11 @@ export interface MethodConfig {
   column?: string;
   nTrain: number;
   nVal: number;
+  /**
+   * Validation draws: each validation set is sampled this many times (n_val each, seeds drawSeed(seed, j)) and
+   * selection scores every candidate on all of them, i.e. on the mean of the draws' means (1: the paper's one draw).
+   */
+  valDraws: number;
   seed: number;
   /**
    * How prompts are sampled from each set. Absent: Scalpel's own (mulberry32, train and val from one shuffle when they
@@ -97,6 +102,12 @@ export const PAPER_SETS = {
     'jbb-harmful',
     'or-bench-toxic-test',
     'alpaca-test:100',
+    // The rest of the held-out harmful sets (kind 'harmful' in datasets.ts; pooled in eval.json). StrongREJECT (313)
+    // and CoCoNot's safety requests (394 under 600 characters) are capped at 150 each, spread over their categories: every set keeps
+    // n ≥ 100 (one prompt moves a rate by under a point) while a default run evaluates 300 prompts fewer.
+    'harmbench-test',
+    'strongreject:150',
+    'coconot-safety:150',
   ],
   harmfulPool: 'harmful-val-pool',
 };
@@ -104,6 +115,7 @@ export const PAPER_SETS = {
 export const DEFAULTS: Omit<MethodConfig, keyof typeof PAPER_SETS | 'harmfulPool'> = {
   nTrain: 128,
   nVal: 32,
+  valDraws: 1,
   seed: 1,
   refusalTokens: 'auto',
   probeTokens: 16,
@@ -154,6 +166,9 @@ export function validateConfig(c: MethodConfig): void {
   };
   int(c.nTrain, 'n-train', 1);
   int(c.nVal, 'n-val', 1);
+  int(c.valDraws, 'val-draws', 1);
+  if (c.valDraws > 1 && c.sampler === 'python')
+    throw new ScalpelError("--val-draws: the python sampler (--paper) draws the paper code's one sample; expected 1");
   int(c.seed, 'seed', 0);
   if (c.sampler !== undefined && c.sampler !== 'python')
     throw new ScalpelError(`--sampler ${String(c.sampler)}: expected mulberry32 or python`);

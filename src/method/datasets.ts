@@ -18,12 +18,24 @@ export interface DatasetSpec {
   file: string;
   /** Prompt field or column. */
   column: string;
-  /** Keep only CSV rows whose `where[0]` column equals `where[1]`. */
+  /** Keep only rows (CSV rows or JSONL objects) whose `where[0]` field equals `where[1]`. */
   where?: [string, string];
   /** Row slice after filtering: [start, end) with negative indexes counted from the end. */
   slice?: [number, number | undefined];
   source: string;
   builtin?: boolean;
+  /**
+   * 'harmful': a held-out harmful set (prompts a model should refuse, never used for training or validation). Eval
+   * pools these sets' rows into one held-out harmful refusal figure (heldout.ts); this field is the only list of them.
+   */
+  kind?: 'harmful';
+  /**
+   * The file is sorted by category, so `name:N` takes N rows spread evenly over it (rows ⌊i·len/N⌋) instead of the
+   * first N, which would hold only the first categories.
+   */
+  sortedByCategory?: boolean;
+  /** Leave out prompts longer than this many characters (after the other filters, before the slice). */
+  maxChars?: number;
 }
 
 /**
@@ -74,6 +86,7 @@ export const DATASETS: readonly DatasetSpec[] = [
     file: 'or-bench/or-bench-toxic.csv',
     column: 'prompt',
     slice: [-100, undefined],
+    kind: 'harmful',
     source: 'last 100 rows of or-bench-toxic.csv',
   },
   {
@@ -89,6 +102,7 @@ export const DATASETS: readonly DatasetSpec[] = [
     column: 'prompt',
     where: ['label', 'unsafe'],
     source: 'XSTest (Röttger et al. 2024, CC BY 4.0), label = unsafe',
+    kind: 'harmful',
   },
   { name: 'oktest', file: 'oktest/OKTest.csv', column: 'prompt', source: 'OKTest (Shi et al. 2024)' },
   {
@@ -96,6 +110,7 @@ export const DATASETS: readonly DatasetSpec[] = [
     file: 'jailbreakbench/jailbreakbench.csv',
     column: 'Goal',
     source: 'JailbreakBench behaviors, harmful (MIT)',
+    kind: 'harmful',
   },
   {
     name: 'jbb-benign',
@@ -107,8 +122,11 @@ export const DATASETS: readonly DatasetSpec[] = [
     name: 'harmbench-test',
     file: 'harmbench/harmbench_test.csv',
     column: 'Behavior',
+    // Standard behaviours only: a contextual behaviour refers to a ContextString the prompt column lacks, and a
+    // copyright behaviour asks for song lyrics or book passages, which a refusal-substring judge cannot score as harm.
     where: ['FunctionalCategory', 'standard'],
     source: 'HarmBench test, standard behaviours (MIT)',
+    kind: 'harmful',
   },
   { name: 'advbench', file: 'advbench/advbench.csv', column: 'goal', source: 'AdvBench harmful behaviours (MIT)' },
   {
@@ -116,6 +134,22 @@ export const DATASETS: readonly DatasetSpec[] = [
     file: 'strongreject/strongreject.csv',
     column: 'forbidden_prompt',
     source: 'StrongREJECT (MIT)',
+    kind: 'harmful',
+    sortedByCategory: true,
+  },
+  {
+    // CoCoNot's prompts to decline, only the category of requests with safety concerns (395 of 1,001): its other
+    // categories (incomplete, unsupported, indeterminate, humanizing requests) are non-compliance without harm.
+    name: 'coconot-safety',
+    file: 'coconot/coconot_eval.jsonl',
+    column: 'prompt',
+    where: ['category', 'Requests with safety concerns'],
+    source: 'CoCoNot, requests with safety concerns (MIT)',
+    kind: 'harmful',
+    // One WildChat transcript of 990 characters (517 tokens on the project's model) cannot fit a 512-token context
+    // with 64 new tokens; the next longest is 576 characters. Rows over 600 characters (1 of 395) are left out.
+    maxChars: 600,
+    sortedByCategory: true,
   },
   {
     name: 'coconot-contrast',
@@ -277,6 +311,8 @@ export interface LoadedSet {
   prompts: string[];
   source: string;
   path: string;
+  /** Evaluation sets: rows dropped because the same text is in a training or validation set (dropTrainingOverlaps). */
+  overlapDropped?: number;
 }
 
 function sliceRows<T>(rows: T[], slice?: [number, number | undefined]): T[] {
@@ -305,7 +341,22 @@ function loadSpec(spec: DatasetSpec, dataDir: string | undefined): { prompts: st
   if (!existsSync(path))
     throw new ScalpelError(`dataset ${spec.name}: ${path} not found (is --data-dir the raw/ folder?)`);
   let prompts: string[];
-  if (spec.where) {
+  if (spec.where && spec.file.endsWith('.jsonl')) {
+    const [field, value] = spec.where;
+    prompts = readPromptText(path)
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line, i) => {
+        try {
+          return JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          throw new ScalpelError(`${path} line ${i + 1}: not a JSON object`);
+        }
+      })
+      .filter((o) => o[field] === value)
+      .map((o) => (typeof o[spec.column] === 'string' ? (o[spec.column] as string).trim() : ''))
+      .filter((p) => p !== '');
+  } else if (spec.where) {
     const rows = parseCsv(readPromptText(path), path);
     const header = rows[0]!;
     const pc = header.indexOf(spec.column);
@@ -319,7 +370,15 @@ function loadSpec(spec: DatasetSpec, dataDir: string | undefined): { prompts: st
   } else {
     prompts = readPromptFile(path, { column: spec.column });
   }
+  if (spec.maxChars !== undefined) prompts = prompts.filter((p) => p.length <= spec.maxChars!);
   return { prompts: sliceRows(prompts, spec.slice), path };
+}
+
+/** `name:N`: the first N rows, or N rows spread evenly over a file sorted by category. */
+function capRows(prompts: string[], limit: number | undefined, spread = false): string[] {
+  if (limit === undefined || limit >= prompts.length) return prompts;
+  if (!spread) return prompts.slice(0, limit);
+  return Array.from({ length: limit }, (_, i) => prompts[Math.floor((i * prompts.length) / limit)]!);
 }
 
 /**
@@ -340,7 +399,7 @@ export function loadPromptSet(ref: string, dataDir: string | undefined, column?:
   if (spec) {
     const { prompts, path } = loadSpec(spec, dataDir);
     if (prompts.length === 0) throw new ScalpelError(`dataset ${spec.name}: ${path} holds no prompts`);
-    return { name: ref, prompts: limit === undefined ? prompts : prompts.slice(0, limit), source: spec.source, path };
+    return { name: ref, prompts: capRows(prompts, limit, spec.sortedByCategory), source: spec.source, path };
   }
   if (existsSync(ref)) {
     return { name: ref, prompts: readPromptFile(ref, { column }), source: 'user file', path: resolve(ref) };
@@ -393,10 +452,27 @@ export function sampleSets(c: MethodConfig, dataDir: string | undefined): Sample
     } else {
       const lv = loadPromptSet(c[val], dataDir, c.column);
       out[train] = { loaded: lt, prompts: sample(lt.prompts, c.nTrain, c.seed) };
-      out[val] = { loaded: lv, prompts: sample(lv.prompts, c.nVal, c.seed) };
+      out[val] = { loaded: lv, prompts: validationDraws(lv.prompts, c) };
     }
   }
   return { sets: out };
+}
+
+/**
+ * The j-th draw's seed from a base seed: the base itself for j = 0 (so one draw is the ordinary sample), else a
+ * golden-ratio step away, so the draws of nearby base seeds (a stability run's seed, seed + 1, …) do not share seeds.
+ */
+export function drawSeed(seed: number, j: number): number {
+  return j === 0 ? seed : (seed + Math.imul(j, 0x9e3779b9)) >>> 0;
+}
+
+/**
+ * --val-draws V: V samples of n_val prompts, concatenated (a prompt may recur). Every draw has n_val prompts, so a
+ * mean score over the concatenation is the mean of the V draws' mean scores.
+ */
+function validationDraws(prompts: readonly string[], c: MethodConfig): string[] {
+  const draws = c.valDraws ?? 1;
+  return Array.from({ length: draws }, (_, j) => sample(prompts, c.nVal, drawSeed(c.seed, j))).flat();
 }
 
 /**
@@ -417,7 +493,49 @@ function samplePaperOrder(c: MethodConfig, dataDir: string | undefined): Sampled
   return { sets: out };
 }
 
-/** Parses a dataset reference list for evaluation, loading each (errors early, before anything is written). */
+/**
+ * Parses a dataset reference list for evaluation, loading each (errors early, before anything is written), with
+ * every row that a training or validation set of `c` also holds removed (dropTrainingOverlaps).
+ */
 export function loadEvalSets(c: MethodConfig, dataDir: string | undefined): LoadedSet[] {
-  return c.evalDatasets.map((ref) => loadPromptSet(ref, dataDir, c.column));
+  const sets = c.evalDatasets.map((ref) => loadPromptSet(ref, dataDir, c.column));
+  return dropTrainingOverlaps(sets, trainingSets(c, dataDir));
+}
+
+/**
+ * The whole training and validation sets the configuration draws from (not only this seed's sample: another draw,
+ * as `scalpel stability` makes, may take any of their rows). A set that no longer loads (a user's prompt file
+ * deleted since the run) is left out: evaluation must not need it.
+ */
+export function trainingSets(c: MethodConfig, dataDir: string | undefined): LoadedSet[] {
+  const refs = [...new Set((Object.keys(SET_LABELS) as SetKey[]).map((k) => c[k]))];
+  const out: LoadedSet[] = [];
+  for (const ref of refs) {
+    try {
+      out.push(loadPromptSet(ref, dataDir, c.column));
+    } catch (e) {
+      if (!(e instanceof ScalpelError)) throw e;
+    }
+  }
+  return out;
+}
+
+/**
+ * An evaluation row whose exact text (trimmed) is also a training or validation prompt measures what the method
+ * was fitted on, not held-out behaviour: such rows are dropped, and each set records how many (overlapDropped). A set
+ * named as a training or validation set itself (`--eval or-bench-hard-val`) is kept whole.
+ */
+export function dropTrainingOverlaps(evalSets: LoadedSet[], training: readonly LoadedSet[]): LoadedSet[] {
+  const seen = new Set(training.flatMap((t) => t.prompts.map((p) => p.trim())));
+  const trainingNames = new Set(training.map((t) => t.name));
+  return evalSets.map((set) => {
+    // A set named as one of the run's own training or validation sets is a deliberate look at that data.
+    if (trainingNames.has(set.name)) return set;
+    const kept = set.prompts.filter((p) => !seen.has(p.trim()));
+    if (kept.length === 0)
+      throw new ScalpelError(
+        `evaluation set ${set.name}: every prompt is also a training or validation prompt; evaluate on held-out prompts`,
+      );
+    return { ...set, prompts: kept, overlapDropped: set.prompts.length - kept.length };
+  });
 }

@@ -7,6 +7,7 @@ import { contextMessage, type SequenceGate } from '../engine/scheduler.js';
 import { ScalpelError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { LoadedSet } from './datasets.js';
+import { heldOutHarmful } from './heldout.js';
 import { interventionHooks, type RunIntervention } from './intervention.js';
 import { isRefusal } from './judge.js';
 import { FILES, readJson, writeJson } from './rundir.js';
@@ -146,10 +147,28 @@ export async function evaluateSets(
   return { results, rows };
 }
 
-export async function writeEvalFiles(runDir: string, results: EvalResult[], rows: ResponseRow[]): Promise<void> {
+/**
+ * eval.json (results, the pooled held-out harmful figure when a held-out harmful set was evaluated, and the rows each
+ * set lost to the training-overlap check) and responses.jsonl.
+ */
+export async function writeEvalFiles(
+  runDir: string,
+  results: EvalResult[],
+  rows: ResponseRow[],
+  evalSets: readonly LoadedSet[] = [],
+): Promise<void> {
   mkdirSync(runDir, { recursive: true });
   await writeFileAtomic(join(runDir, FILES.responses), `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
-  await writeJson(runDir, FILES.eval, { results });
+  const heldOut = heldOutHarmful(results);
+  // Only sets that lost rows are named: an evaluation with no overlap writes the eval.json it always did.
+  const dropped = evalSets.filter((s) => (s.overlapDropped ?? 0) > 0);
+  await writeJson(runDir, FILES.eval, {
+    results,
+    ...(heldOut ? { held_out_harmful: heldOut } : {}),
+    ...(dropped.length > 0
+      ? { training_overlap_dropped: Object.fromEntries(dropped.map((s) => [s.name, s.overlapDropped])) }
+      : {}),
+  });
 }
 
 /** eval.json's results, checked: a list of { dataset, condition, n, compliance_rate } rows (commands print them). */

@@ -129,6 +129,7 @@ export function stageKeys(c: MethodConfig, fingerprint: string, dataDir: string 
     ...(c.induceFilter === false ? { induceFilter: false } : {}),
     ...(c.strength !== 1 && !pareto ? { strength: c.strength } : {}),
     ...(pareto ? { objective: c.objective, pick: c.pick ?? null, harmfulPool: c.harmfulPool } : {}),
+    ...(c.valDraws > 1 ? { valDraws: c.valDraws } : {}),
   });
   const evaluate = JSON.stringify({ select, ...pick(c, EVAL_FIELDS) });
   return { extract, select, eval: evaluate };
@@ -283,7 +284,7 @@ class Runner {
     // A gated evaluation keeps its own files beside the eval stage's (eval.json stays the ungated edit's).
     if (gated) await writeGateEvalFiles(this.o.runDir, results, rows);
     if (write) {
-      await writeEvalFiles(this.o.runDir, results, rows);
+      await writeEvalFiles(this.o.runDir, results, rows, this.evalSets);
       await this.finishStage('eval', t0);
     } else {
       const s = this.counter.snapshot();
@@ -293,6 +294,15 @@ class Runner {
     }
     return results;
   }
+}
+
+/** Says which evaluation sets lost rows to the training-overlap check (loadEvalSets), and how many. */
+export function logOverlaps(evalSets: readonly LoadedSet[], log: ((line: string) => void) | undefined): void {
+  for (const s of evalSets)
+    if (s.overlapDropped)
+      log?.(
+        `${s.name}: ${s.overlapDropped} prompt${s.overlapDropped === 1 ? '' : 's'} dropped (also in a training or validation set); n = ${s.prompts.length}`,
+      );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -334,6 +344,7 @@ export async function runPipeline(
   const existing = validateRunDir(o.runDir, o.modelDir, fingerprint);
   const sets = sampleSets(o.config, o.dataDir);
   const evalSets = stages.includes('eval') ? loadEvalSets(o.config, o.dataDir) : [];
+  logOverlaps(evalSets, o.log);
   const runner = new Runner(o, sets, evalSets, existing, fingerprint);
   const createdDir = !existsSync(o.runDir);
   try {
@@ -399,6 +410,7 @@ export async function evaluateRun(
   const config = { ...o.config, ...(request.datasets ? { evalDatasets: request.datasets } : {}) };
   // Eval reads only the evaluation sets: a training prompt file deleted since the run must not stop it.
   const evalSets = loadEvalSets(config, o.dataDir);
+  logOverlaps(evalSets, o.log);
   const runner = new Runner({ ...o, config }, null, evalSets, existing, fingerprint);
   const stock =
     (request.lambda === undefined || request.lambda === o.config.lambda) &&
@@ -461,6 +473,7 @@ function checkModelEvalDir(outDir: string): void {
 export async function evaluateModel(o: ModelEvalOptions): Promise<EvalResult[]> {
   validateConfig(o.config);
   const evalSets = loadEvalSets(o.config, o.dataDir);
+  logOverlaps(evalSets, o.log);
   if (o.outDir !== undefined) checkModelEvalDir(o.outDir);
   const log = o.log ?? (() => {});
   const counter = new PassCounter();
@@ -472,7 +485,7 @@ export async function evaluateModel(o: ModelEvalOptions): Promise<EvalResult[]> 
     progress: (label: string, total: number) => stageProgress(o.progress, label, total),
   };
   const { results, rows } = await evaluateSets(ctx, evalSets, null);
-  if (o.outDir !== undefined) await writeEvalFiles(o.outDir, results, rows);
+  if (o.outDir !== undefined) await writeEvalFiles(o.outDir, results, rows, evalSets);
   o.onRows?.(rows);
   const seconds = Math.round(performance.now() - t0) / 1000;
   // A remote backend's cost is its requests and the tokens its server reports, not forward passes counted here.

@@ -24,6 +24,7 @@ export const FILES = {
   judge: 'judge.json',
   judgeCache: 'judge-cache.jsonl',
   pareto: 'pareto.json',
+  stability: 'stability.json',
 } as const;
 
 export interface StageRecord {

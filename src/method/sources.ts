@@ -170,6 +170,14 @@ export const FILE_SOURCES: readonly FileSource[] = [
     bytes: 69278,
     licence: 'MIT',
   },
+  {
+    ...F,
+    file: 'coconot/coconot_eval.jsonl',
+    path: 'data/coconot_eval.jsonl',
+    sha256: 'df72466c477207f14a96c5940c3ef3b93b1b50c0d1e7ed7c5fb5dc6d6140c077',
+    bytes: 209427,
+    licence: 'MIT',
+  },
   // General-ability samples (scalpel ability): MMLU's five sampled subjects, test questions and their 5-shot dev
   // questions; ARC-Challenge's test set; WikiText-2's test split.
   ...(

@@ -13,6 +13,7 @@ import { describeSite, headlineSection, modelName } from './sections/headline.js
 import { judgeSection } from './sections/judge.js';
 import { paretoSection } from './sections/pareto.js';
 import { provenanceSection } from './sections/provenance.js';
+import { stabilitySection } from './sections/stability.js';
 import { sweepSection } from './sections/sweep.js';
 
 export const REPORT_FILE = 'report.html';
@@ -24,13 +25,14 @@ export async function buildReport(runDir: string): Promise<string> {
   const sections = [
     await headlineSection(inputs, paired),
     await sweepSection(inputs),
+    stabilitySection(inputs),
     await candidatesSection(inputs),
     ...[await paretoSection(inputs)].filter((s) => s !== null),
     examplesSection(inputs, paired),
     abilitySection(inputs),
     judgeSection(inputs),
     provenanceSection(inputs),
-  ];
+  ].filter((s) => s !== null);
   const made = inputs.run.stages.eval?.finished_at ?? inputs.run.stages.select?.finished_at;
   return page(
     `Scalpel report: ${modelName(inputs)}`,

@@ -9,6 +9,7 @@ import { type Candidates, loadCandidates } from '../method/candidates.js';
 import type { EvalResult, ResponseRow } from '../method/evaluate.js';
 import type { JudgeRow } from '../method/llm-judge.js';
 import type { ParetoJson } from '../method/pareto-search.js';
+import type { StabilityJson } from '../method/stability.js';
 import { FILES, type RunJson, type SelectionJson, readJson, requireRunJson } from '../method/rundir.js';
 
 /** The optional files, by the names the commands that write them use. */
@@ -17,6 +18,7 @@ export const OPTIONAL_FILES = {
   sweepResponses: 'sweep-responses.jsonl',
   ability: 'ability.json',
   judge: 'judge.json',
+  stability: 'stability.json',
 } as const;
 
 /** sweep.json (`scalpel sweep`), the fields the report reads. */
@@ -94,6 +96,7 @@ export interface ReportInputs {
   judge: JudgeDoc | null;
   /** pareto.json (`scalpel select --objective pareto`). */
   pareto: ParetoJson | null;
+  stability: StabilityJson | null;
 }
 
 /** Reads what a report needs; only run.json is required (a run stopped after extract still gets a report). */
@@ -116,6 +119,7 @@ export async function readReportInputs(runDir: string): Promise<ReportInputs> {
     ability: readOptional<AbilityDoc>(runDir, OPTIONAL_FILES.ability, 'scalpel-ability/', []),
     judge: readOptional<JudgeDoc>(runDir, OPTIONAL_FILES.judge, 'scalpel-judge/', ['rows']),
     pareto: readOptional<ParetoJson>(runDir, FILES.pareto, 'scalpel-pareto/', ['points', 'front']),
+    stability: readOptional<StabilityJson>(runDir, OPTIONAL_FILES.stability, 'scalpel-stability/', ['studies']),
   };
 }
 

@@ -2,6 +2,7 @@
 // judgement flipped, paired by prompt index (the same prompt answered by the model alone and edited), for the exact
 // McNemar test and the example responses. Shared by the headline, the sweep and the examples sections.
 import type { EvalResult, ResponseRow } from '../method/evaluate.js';
+import { isHeldOutHarmful } from '../method/heldout.js';
 import { type Interval, mcnemarExact, wilsonInterval } from '../method/stats.js';
 
 export interface Rate {
@@ -81,6 +82,7 @@ function pairResponses(
 
 /** What a reader hopes a dataset's compliance does under the edit, guessed from its name (for labels only). */
 export function datasetKind(name: string): 'pseudo-harmful' | 'harmful' | 'harmless' | 'other' {
+  if (isHeldOutHarmful(name)) return 'harmful';
   const n = name.toLowerCase();
   if (/pseudo|xstest-safe|or-bench-hard|oktest|coconot/.test(n)) return 'pseudo-harmful';
   if (/alpaca|harmless|benign/.test(n)) return 'harmless';

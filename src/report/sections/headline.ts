@@ -6,6 +6,7 @@ import { esc, fixed, notMeasured, pct, raw, table } from '../html.js';
 import type { ReportInputs } from '../inputs.js';
 import { datasetKind, type PairedDataset, type Rate } from '../paired.js';
 import type { Section } from './section.js';
+import { heldOutHarmful, type PooledRate, type RateRow } from '../../method/heldout.js';
 
 export function modelName(inputs: ReportInputs): string {
   return inputs.run.model.hub?.repo ?? basename(inputs.run.model.dir);
@@ -26,6 +27,24 @@ const rateCell = (r: Rate) =>
 export function formatP(p: number | null): string {
   if (p === null) return '–';
   return p < 1e-4 ? p.toExponential(1) : p.toFixed(4);
+}
+
+/**
+ * The held-out harmful sets pooled (src/method/heldout.ts): refusal before and after with Wilson intervals, and each
+ * set's change; empty when no held-out harmful set was evaluated.
+ */
+export function heldOutHtml(results: readonly RateRow[]): string {
+  const h = heldOutHarmful(results);
+  if (!h) return '';
+  const p = h.pooled;
+  const rate = (r: PooledRate) =>
+    `${pct(r.refusal_rate)}${r.wilson95 ? ` [${pct(r.wilson95.lo)}, ${pct(r.wilson95.hi)}]` : ''}`;
+  const signed = (x: number) => `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(1)}`;
+  const per = h.sets
+    .map((s) => `${s.dataset} (n = ${s.n}) ${s.change === null ? pct(s.baseline_refusal) : signed(s.change)}`)
+    .join(', ');
+  const after = p.edited ? ` → <strong>${esc(rate(p.edited))}</strong> after (${esc(signed(p.change!))} points)` : '';
+  return `<p class="held-out">Held-out harmful refusal, ${h.sets.length} sets pooled (n = ${p.baseline.n}, Wilson 95%): <strong>${esc(rate(p.baseline))}</strong> before${after}.<br><span class="small">Refusal change per set (points): ${esc(per)}.</span></p>`;
 }
 
 export async function headlineSection(inputs: ReportInputs, paired: PairedDataset[]): Promise<Section> {
@@ -107,6 +126,7 @@ export async function headlineSection(inputs: ReportInputs, paired: PairedDatase
     'Compliance (share of answers the substring judge does not flag as refusals) before and after the edit, with Wilson 95% intervals.',
     'compliance per dataset before and after the edit',
   );
+  const heldOut = heldOutHtml(inputs.results ?? []);
   const note = `<p class="small">Brackets: Wilson 95% intervals. Flips: prompts refused before and answered after / answered before and refused after. Pseudo-harmful sets should rise; harmful sets should stay low. McNemar: exact two-sided test on the prompts whose judgement flipped (paired by prompt), so a change that is larger than its intervals suggest can still be chance, and the reverse.</p>`;
-  return { id: 'headline', title: 'Headline', html: `${dl}${tableHtml}${chart}${note}` };
+  return { id: 'headline', title: 'Headline', html: `${dl}${heldOut}${tableHtml}${chart}${note}` };
 }

@@ -1,0 +1,38 @@
+// Spread over draws (`scalpel stability`): per study, the site each draw of the training/validation prompts chose,
+// and how far each evaluation set's gain moves between draws (max − min and sd, in points).
+import { esc, table } from '../html.js';
+import type { ReportInputs } from '../inputs.js';
+import type { Section } from './section.js';
+
+const pts = (x: number) => (100 * x).toFixed(1);
+
+/** null without stability.json: the study is an optional, costly extra (K more runs), so its absence needs no note. */
+export function stabilitySection(inputs: ReportInputs): Section | null {
+  const doc = inputs.stability;
+  if (!doc || doc.studies.length === 0) return null;
+  const parts = doc.studies.map((s) => {
+    const sites = s.draws
+      .map((d) => `seed ${d.seed}: ${d.site ? `${d.site.position}/${d.site.layer}` : 'none'}`)
+      .join(', ');
+    const rows = Object.entries(s.spread.gain).map(([ds, g]) => [
+      ds,
+      pts(g.mean),
+      pts(g.min),
+      pts(g.max),
+      pts(g.range),
+      pts(g.sd),
+    ]);
+    const c = s.spread.direction_cosine;
+    const cos = c
+      ? ` Cosine between the chosen directions of two draws: mean ${c.mean.toFixed(3)}, min ${c.min.toFixed(3)}.`
+      : '';
+    const h = s.spread.held_out_harmful_refusal;
+    if (h)
+      rows.push(['held-out harmful refusal, pooled (%)', pts(h.mean), pts(h.min), pts(h.max), pts(h.range), pts(h.sd)]);
+    return `<h3>${esc(s.study)} (${s.draws.length} draws; n_train ${s.settings.n_train}, n_val ${s.settings.n_val} × ${s.settings.val_draws})</h3>
+<p>Chosen site (position/layer) per draw: ${esc(sites)}. ${s.spread.distinct_sites} distinct; the most frequent on ${esc(pts(s.spread.modal_site_share))}% of draws.${cos}</p>
+${table(['dataset', 'gain, mean (points)', 'min', 'max', 'max − min', 'sd'], rows, [1, 2, 3, 4, 5])}`;
+  });
+  const note = `<p class="small">${esc(doc.studies[0]!.resampling)}. Gain: edited minus baseline compliance on the same prompts.</p>`;
+  return { id: 'stability', title: 'Spread over draws', html: `${parts.join('')}${note}` };
+}
