@@ -34,7 +34,7 @@ function klSpec(rows: { lambda: number; alpha: number; kl: number; stat: string 
         type: 'quantitative',
         title: 'λ (partial orthogonalisation)',
         scale: { domain: [-0.04, 1.04], nice: false },
-        axis: { values: [0, 0.25, 0.5, 0.75, 1], format: '~g' },
+        axis: { values: [0, 0.25, 0.5, 0.75, 1], format: '.2~f' },
       },
       y: { field: 'kl', type: 'quantitative', title: 'harmless first-token KL' },
       color: { field: 'stat', type: 'nominal', title: null, sort: ['mean', '95th percentile'] },

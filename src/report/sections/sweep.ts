@@ -50,7 +50,7 @@ function curvesSpec(rows: PointRate[], datasets: string[]): TopLevelSpec {
         type: 'quantitative',
         title: 'λ (partial orthogonalisation)',
         scale: { domain: [-0.04, 1.04], nice: false },
-        axis: { values: [0, 0.25, 0.5, 0.75, 1], format: '~g' },
+        axis: { values: [0, 0.25, 0.5, 0.75, 1], format: '.2~f' },
       },
       color: { field: 'dataset', type: 'nominal', sort: datasets, title: null },
     },
