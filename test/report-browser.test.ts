@@ -2,6 +2,8 @@
 // report of a run on the project's model made with the paper's datasets and a 5-point λ sweep. No console errors,
 // no request other than the file itself (request interception fails anything not file: or data:), every figure
 // present with marks, page screenshots at 1280 px and 390 px stored under test-artifacts/, the file under 3 MB.
+// Printed (print media emulated at the A4 page's printable width): every section starts a page, no figure or table is
+// wider than the page, and page.pdf() writes a PDF of several pages to test-artifacts/report.pdf.
 // Skips with a message only when no chromium binary is installed (CI installs it in .ci/run).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,8 +21,22 @@ const ARTIFACTS = path.join(ROOT, 'test-artifacts');
 const RUN_FLAGS = ['--n-train', '32', '--n-val', '16', '--max-new-tokens', '24'];
 const EVAL_SETS = 'or-bench-hard-test:40,jbb-harmful:40';
 const LAMBDAS = '0,0.25,0.5,0.75,1';
-const FIGURES = ['headline', 'lambda-curves', 'alpha-lambda-grid', 'refusal-heatmap', 'kl-heatmap', 'cosine'];
+const FIGURES = [
+  'headline',
+  'lambda-curves',
+  'alpha-lambda-grid',
+  'ability-lambda',
+  'refusal-heatmap',
+  'kl-heatmap',
+  'cosine',
+];
+// sweep --ability at a few items of each sample: the ability-against-λ figure, not the figures' precision.
+const ABILITY_SIZES = ['--ability', '--n-mmlu', '4', '--n-arc', '4', '--n-ppl-docs', '1', '--n-kl', '8'];
 const MAX_BYTES = 3 * 1024 * 1024;
+// The page's @page rule: A4 (210 × 297 mm) with 12 mm side and 14 mm top/bottom margins, in CSS px (96 per inch).
+const MM = 96 / 25.4;
+const PRINT_WIDTH = (210 - 2 * 12) * MM;
+const PRINT_HEIGHT = (297 - 2 * 14) * MM;
 
 test('the report of a paper-dataset run with a 5-point sweep in headless Chromium', {
   timeout: 1_200_000,
@@ -39,7 +55,7 @@ test('the report of a paper-dataset run with a 5-point sweep in headless Chromiu
   try {
     const common = ['--data-dir', DATA, ...RUN_FLAGS, '--quiet'];
     runScalpel('run', '--model', TINY_CHAT, '--out', run, '--eval', EVAL_SETS, ...common);
-    runScalpel('sweep', '--run', run, '--lambda', LAMBDAS, '--quiet');
+    runScalpel('sweep', '--run', run, '--lambda', LAMBDAS, ...ABILITY_SIZES, '--quiet');
     runScalpel('report', run);
     const file = path.join(run, 'report.html');
     const bytes = fs.statSync(file).size;
@@ -106,9 +122,57 @@ test('the report of a paper-dataset run with a 5-point sweep in headless Chromiu
       await page.screenshot({ path: shot, fullPage: true });
       shots.push(shot);
     }
+
+    // Print: laid out at the printable width under print media, nothing may be wider than the paper.
+    await page.emulateMediaType('print');
+    await page.setViewport({ width: Math.floor(PRINT_WIDTH), height: Math.floor(PRINT_HEIGHT) });
+    const printed = await page.evaluate(() => {
+      const box = (e: Element) => {
+        const r = e.getBoundingClientRect();
+        return { left: r.left, right: r.right, width: r.width, height: r.height };
+      };
+      return {
+        figures: [...document.querySelectorAll('figure.chart svg')].map((e) => ({
+          id: e.closest('figure')!.getAttribute('data-figure'),
+          ...box(e),
+        })),
+        tables: [...document.querySelectorAll('table')].map((e) => ({
+          section: e.closest('section')!.id,
+          ...box(e),
+          scroll: e.scrollWidth,
+        })),
+        breaks: [...document.querySelectorAll('section.report')].map((e) => getComputedStyle(e).breakBefore),
+        navShown: getComputedStyle(document.querySelector('nav')!).display !== 'none',
+      };
+    });
+    assert.ok(printed.figures.length >= FIGURES.length, `figures in print: ${printed.figures.length}`);
+    for (const f of printed.figures) {
+      assert.ok(f.width > 50, `figure ${f.id} is drawn in print (${f.width} px)`);
+      assert.ok(f.left >= -0.5 && f.right <= PRINT_WIDTH + 0.5, `figure ${f.id} fits the page: ${JSON.stringify(f)}`);
+      assert.ok(f.height <= PRINT_HEIGHT, `figure ${f.id} fits on one page: ${f.height} px`);
+    }
+    for (const tb of printed.tables)
+      assert.ok(
+        tb.right <= PRINT_WIDTH + 0.5 && tb.scroll <= tb.width + 1,
+        `a table in ${tb.section} fits the page: ${JSON.stringify(tb)}`,
+      );
+    assert.ok(printed.breaks.length >= 7 && printed.breaks.every((b) => b === 'page'), `breaks: ${printed.breaks}`);
+    assert.equal(printed.navShown, false, 'the navigation links are not printed');
+    const pdfPath = path.join(ARTIFACTS, 'report.pdf');
+    const pdf = Buffer.from(await page.pdf({ path: pdfPath, preferCSSPageSize: true, printBackground: true }));
+    assert.equal(pdf.subarray(0, 5).toString('latin1'), '%PDF-');
+    const pages = (pdf.toString('latin1').match(/\/Type\s*\/Page(?![a-zA-Z])/g) ?? []).length;
+    assert.ok(
+      pages >= printed.breaks.length,
+      `the PDF has ${pages} pages, fewer than its ${printed.breaks.length} sections`,
+    );
+    assert.ok(pdf.length > 50_000, `the PDF is ${pdf.length} bytes`);
+
     assert.deepEqual(problems, []);
-    t.diagnostic(`report ${bytes} bytes; screenshots: ${shots.join(', ')}; marks per figure: ${JSON.stringify(marks)}`);
-    console.log(`report screenshots: ${shots.join(' ')}`);
+    t.diagnostic(
+      `report ${bytes} bytes; screenshots: ${shots.join(', ')}; marks per figure: ${JSON.stringify(marks)}; PDF ${pdf.length} bytes, ${pages} pages`,
+    );
+    console.log(`report screenshots: ${shots.join(' ')} ${pdfPath}`);
   } finally {
     await browser.close();
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -186,6 +186,15 @@ test('sweep: bad lists and a run without a selection fail in one line', () => {
   fails(['--run', run, '--alpha', 'x'], /^scalpel: --alpha x: expected a comma-separated list/);
   fails(['--run', run, '--alpha', '0,1'], /selection\.json: no actadd vector was selected/);
   fails(['--run', path.join(tmp, 'nothing')], /run\.json: missing/);
+  // --ability's sizes and the judge's flags: checked before the model is loaded or any server is asked.
+  fails(['--run', run, '--n-mmlu', '3'], /^scalpel: --n-mmlu: only with --ability$/);
+  fails(['--run', run, '--ability', '--n-arc', 'x'], /^scalpel: --n-arc x: expected an integer from 0 up$/);
+  fails(['--run', run, '--ability', '--shots', '6'], /^scalpel: --shots 6: expected an integer from 0 to 5$/);
+  fails(
+    ['--run', run, '--judge', 'http://127.0.0.1:9/v1'],
+    /^scalpel: --judge http:\/\/127\.0\.0\.1:9\/v1: expected openai:URL\[#model\]/,
+  );
+  fails(['--run', run, '--judge-concurrency', '2'], /^scalpel: --judge-concurrency: only with --judge/);
   assert.ok(!fs.existsSync(path.join(run, 'sweep.json')), 'a failed sweep writes nothing');
 });
 

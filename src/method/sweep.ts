@@ -35,6 +35,14 @@ import {
   type SelectionJson,
 } from './rundir.js';
 import { scoreCandidates } from './select.js';
+import {
+  type PointAbility,
+  type SweepAbilityBaseline,
+  type SweepAbilityRequest,
+  SweepAbility,
+  abilityKey,
+} from './sweep-ability.js';
+import { type JudgeSummary, type SweepJudgeRequest, judgeGroups, sweepJudgeName } from './sweep-judge.js';
 
 export const SWEEP_FORMAT = 'scalpel-sweep/1';
 
@@ -70,6 +78,10 @@ export interface SweepPoint {
   /** Hash of what else the responses and judgements depend on (system prompt, refusal substrings). */
   context: string;
   finished_at: string;
+  /** `--ability`: general ability under this point's intervention (absent when not asked for, or no site). */
+  ability?: PointAbility;
+  /** `--judge`: the second judge's rates and agreement with the substring judge, per dataset. */
+  judge?: JudgeSummary;
 }
 
 export interface SweepJson {
@@ -93,11 +105,19 @@ export interface SweepJson {
     reselect_forward_passes?: number;
     /** Batched forward calls of the model in the generation passes (each reads the weights once for all its rows). */
     model_forward_calls: number;
+    /** `--ability`: sequences run to measure ability (baseline and points; one prefill each), apart from the above. */
+    ability_forward_passes?: number;
+    /** `--judge`: requests sent to the judge (cached answers cost none). */
+    judge_requests?: number;
     /** Generation passes so far and the sequences each ran together. */
     passes: { sequences: number; width: number; model_forward_calls: number; seconds: number }[];
   };
   /** The run's select stage these points were made from; a re-selected run starts a new sweep. */
   select_key: string;
+  /** `--ability`: the unedited model's figures, measured once for every point with the same sizes (`key`). */
+  ability_baseline?: SweepAbilityBaseline;
+  /** `--judge`: the second judge on the baseline rows of `datasets` at `max_new_tokens`. */
+  baseline_judge?: JudgeSummary & { max_new_tokens: number };
 }
 
 export interface SweepRequest {
@@ -110,6 +130,10 @@ export interface SweepRequest {
   run: RunJson;
   /** Sequences generated together in the shared pass (default: the backend's batch size × settings, at most 64). */
   passWidth?: number;
+  /** Also measure general ability at every setting (the baseline once). */
+  ability?: SweepAbilityRequest;
+  /** Also label every response with this second judge (its model already known). */
+  judge?: SweepJudgeRequest;
 }
 
 /** A response row of sweep-responses.jsonl: eval's row, with the point's mode and re-selection. */
@@ -333,17 +357,34 @@ export async function runSweep(o: RunOptions, req: SweepRequest): Promise<SweepJ
     writeFileAtomicSync(join(o.runDir, FILES.sweep), `${JSON.stringify(sweep, null, 2)}\n`);
   };
 
-  const todo = settings.filter(
-    (s, i) =>
-      settings.findIndex((t) => t.lambda === s.lambda && t.alpha === s.alpha) === i &&
-      !sweep.points.some((p) => matches(p, s, datasets, maxNew, context)),
+  const unique = settings.filter(
+    (s, i) => settings.findIndex((t) => t.lambda === s.lambda && t.alpha === s.alpha) === i,
   );
+  const pointOf = (s: Setting) => sweep.points.find((p) => matches(p, s, datasets, maxNew, context));
+  const todo = unique.filter((s) => !pointOf(s));
   const runRows = readResponses(o.runDir);
   const baselineTodo = evalSets.filter(
     (set) => !sweep.baseline.some((b) => b.dataset === set.name && b.max_new_tokens === maxNew),
   );
+  // --ability and --judge on points made earlier without them (or with other sizes, another judge).
+  const aKey = req.ability ? abilityKey(req.ability) : null;
+  const abilityOld = unique.filter((s) => {
+    const p = pointOf(s);
+    return aKey !== null && p !== undefined && p.results.length > 0 && p.ability?.key !== aKey;
+  });
+  const abilityBaselineTodo = aKey !== null && (o.force || sweep.ability_baseline?.key !== aKey);
+  const jName = req.judge ? sweepJudgeName(req.judge) : null;
+  const bj = sweep.baseline_judge;
+  const judgeBaselineTodo =
+    jName !== null &&
+    (o.force || bj?.judge !== jName || bj.max_new_tokens !== maxNew || !datasets.every((d) => d in bj.agreement));
+  const judgeOld = unique.some((s) => {
+    const p = pointOf(s);
+    return jName !== null && p !== undefined && p.results.length > 0 && p.judge?.judge !== jName;
+  });
   if (todo.length < settings.length) log(`sweep: ${settings.length - todo.length} settings already done (resumed)`);
-  if (todo.length === 0 && baselineTodo.length === 0) {
+  const extraWork = abilityOld.length > 0 || abilityBaselineTodo || judgeBaselineTodo || judgeOld;
+  if (todo.length === 0 && baselineTodo.length === 0 && !extraWork) {
     if (!existsSync(join(o.runDir, FILES.sweep))) write();
     return sweep;
   }
@@ -355,6 +396,7 @@ export async function runSweep(o: RunOptions, req: SweepRequest): Promise<SweepJ
   const backend: Backend = counted(loaded, counter);
   const cand = await loadCandidates(o.runDir);
   const pending = await buildInterventions(o, config, backend, cand, selection, run, todo, log);
+  const pendingOld = await buildInterventions(o, config, backend, cand, selection, run, abilityOld, () => {});
   const scoring = counter.snapshot().forward_passes;
   if (scoring > 0) {
     sweep.cost.reselect_forward_passes = (sweep.cost.reselect_forward_passes ?? 0) + scoring;
@@ -373,6 +415,7 @@ export async function runSweep(o: RunOptions, req: SweepRequest): Promise<SweepJ
 
   const started = performance.now();
   let lastEnd = started;
+  const made = new Map<Pending, SweepPoint>();
   const finishPoint = (pd: Pending, source: SweepPoint['source'], passes: number) => {
     const s = pd.setting;
     const results: EvalResult[] = [];
@@ -397,7 +440,7 @@ export async function runSweep(o: RunOptions, req: SweepRequest): Promise<SweepJ
       }
     }
     const now = performance.now();
-    sweep.points.push({
+    const point: SweepPoint = {
       lambda: s.lambda,
       alpha: s.alpha,
       ablation: s.ablation,
@@ -414,7 +457,9 @@ export async function runSweep(o: RunOptions, req: SweepRequest): Promise<SweepJ
       ...(pd.note ? { note: pd.note } : {}),
       context,
       finished_at: new Date().toISOString(),
-    });
+    };
+    sweep.points.push(point);
+    made.set(pd, point);
     lastEnd = now;
     sweep.cost.forward_passes += passes;
     write();
@@ -523,6 +568,22 @@ export async function runSweep(o: RunOptions, req: SweepRequest): Promise<SweepJ
     });
   }
   write();
+  if (req.ability) {
+    // Each intervention measured once (twins share it), in the order of the request.
+    const targets: [Pending, SweepPoint][] = [
+      ...pendingOld
+        .filter((pd) => pd.applied !== null)
+        .map((pd) => [pd, pointOf(pd.setting)!] as [Pending, SweepPoint]),
+      ...[...made].filter(([pd]) => pd.applied !== null),
+    ];
+    await measureSweepAbility(req.ability, o, sweep, abilityBaselineTodo, targets, cand.L, write, log);
+  }
+  if (req.judge) {
+    const points = unique
+      .map(pointOf)
+      .filter((p): p is SweepPoint => p !== undefined && p.results.length > 0 && p.judge?.judge !== jName);
+    await judgeSweep(req.judge, sweep, rows, points, judgeBaselineTodo ? datasets : null, maxNew, write, log);
+  }
   const s = counter.snapshot();
   log(
     `sweep: ${round2((performance.now() - started) / 1000)}s, ${s.forward_passes} forward passes (${s.prompt_prefills} prompts, ${s.decode_steps} decode steps), ${s.model_forward_calls} model forward calls`,
@@ -595,4 +656,89 @@ async function buildInterventions(
     });
   }
   return out;
+}
+
+/** `--ability`: the baseline (when its sizes are new) and every target point, sweep.json written after each. */
+async function measureSweepAbility(
+  req: SweepAbilityRequest,
+  o: RunOptions,
+  sweep: SweepJson,
+  baselineTodo: boolean,
+  targets: [Pending, SweepPoint][],
+  numLayers: number,
+  write: () => void,
+  log: (line: string) => void,
+): Promise<void> {
+  if (!baselineTodo && targets.length === 0) return;
+  const sa = await SweepAbility.open(req, o.dataDir, o.progress);
+  const charge = (n: number) => {
+    sweep.cost.ability_forward_passes = (sweep.cost.ability_forward_passes ?? 0) + n;
+  };
+  if (baselineTodo) {
+    sweep.ability_baseline = sa.baseline();
+    charge(sweep.ability_baseline.forward_passes);
+    write();
+  }
+  const byIntervention = new Map<string, PointAbility>();
+  for (const [pd, point] of targets) {
+    const twin = byIntervention.get(pd.key);
+    if (twin) point.ability = { ...twin, forward_passes: 0, seconds: 0 };
+    else {
+      const label = `λ = ${point.lambda}, α = ${point.alpha}`;
+      const a = sa.point(interventionHooks(pd.applied!.intervention, numLayers), label);
+      byIntervention.set(pd.key, a);
+      point.ability = a;
+      charge(a.forward_passes);
+      log(
+        `sweep: ability at ${label}: KL mean ${a.kl.first_token_mean.toFixed(4)}${a.edited.perplexity ? `, perplexity ${a.edited.perplexity.value.toFixed(2)}` : ''}`,
+      );
+    }
+    write();
+  }
+}
+
+/** The rows of one point in sweep-responses.jsonl (the latest row per dataset and index). */
+function pointRows(rows: readonly SweepResponseRow[], p: SweepPoint): SweepResponseRow[] {
+  const mine = new Map<string, SweepResponseRow>();
+  for (const r of rows)
+    if (
+      r.condition !== 'baseline' &&
+      r.lambda === p.lambda &&
+      r.alpha === p.alpha &&
+      r.ablation === p.ablation &&
+      r.reselect === p.reselect &&
+      r.max_new_tokens === p.max_new_tokens &&
+      p.datasets.includes(r.dataset)
+    )
+      mine.set(`${r.dataset}\t${r.index}`, r);
+  return [...mine.values()];
+}
+
+/** `--judge`: the baseline rows (when `baselineSets` is given) and every point's rows, in one batch of requests. */
+async function judgeSweep(
+  req: SweepJudgeRequest,
+  sweep: SweepJson,
+  rows: readonly SweepResponseRow[],
+  points: SweepPoint[],
+  baselineSets: string[] | null,
+  maxNew: number,
+  write: () => void,
+  log: (line: string) => void,
+): Promise<void> {
+  const groups: SweepResponseRow[][] = points.map((p) => pointRows(rows, p));
+  if (baselineSets)
+    groups.push(
+      rows.filter((r) => r.condition === 'baseline' && r.max_new_tokens === maxNew && baselineSets.includes(r.dataset)),
+    );
+  if (groups.length === 0) return;
+  const { summaries, usage } = await judgeGroups(groups, req);
+  points.forEach((p, i) => {
+    p.judge = summaries[i]!;
+  });
+  if (baselineSets) sweep.baseline_judge = { ...summaries[points.length]!, max_new_tokens: maxNew };
+  sweep.cost.judge_requests = (sweep.cost.judge_requests ?? 0) + usage.requests;
+  log(
+    `sweep: judge: ${groups.reduce((n, g) => n + g.length, 0)} rows, ${usage.cached} from the cache, ${usage.requests} requests`,
+  );
+  write();
 }

@@ -11,6 +11,8 @@ import type { JudgeRow } from '../method/llm-judge.js';
 import type { ParetoJson } from '../method/pareto-search.js';
 import type { StabilityJson } from '../method/stability.js';
 import { FILES, type RunJson, type SelectionJson, readJson, requireRunJson } from '../method/rundir.js';
+import type { PointAbility, SweepAbilityBaseline } from '../method/sweep-ability.js';
+import type { JudgeSummary } from '../method/sweep-judge.js';
 
 /** The optional files, by the names the commands that write them use. */
 export const OPTIONAL_FILES = {
@@ -39,8 +41,19 @@ export interface SweepDoc {
     seconds: number;
     forward_passes: number;
     note?: string;
+    /** `sweep --ability`: figures under this point's intervention. */
+    ability?: PointAbility;
+    /** `sweep --judge`: the second judge's rates and agreement per dataset. */
+    judge?: JudgeSummary;
   }[];
-  cost?: { forward_passes: number; separate_eval_forward_passes_estimate?: number };
+  cost?: {
+    forward_passes: number;
+    separate_eval_forward_passes_estimate?: number;
+    ability_forward_passes?: number;
+    judge_requests?: number;
+  };
+  ability_baseline?: SweepAbilityBaseline;
+  baseline_judge?: JudgeSummary & { max_new_tokens: number };
   [key: string]: unknown;
 }
 

@@ -52,14 +52,24 @@ figcaption { margin-top: 4px; max-width: 72ch; }
   dl.facts dd { margin-bottom: 6px; }
   th, td { padding-right: 8px; }
 }
+@page { size: A4; margin: 14mm 12mm; }
 @media print {
-  body { background: white; font-size: 11pt; }
+  body { background: white; font-size: 10pt; }
   main { max-width: none; padding: 0; }
   nav { display: none; }
-  section.report { break-before: auto; }
-  figure.chart, table, .example { break-inside: avoid; }
+  /* One section per page: a chart or table never starts at the foot of another section's page. */
+  section.report { break-before: page; margin-top: 0; }
+  figure.chart, .example, tr { break-inside: avoid; }
   h2, h3, h4 { break-after: avoid; }
+  /* Paper cannot scroll: charts shrink to the page (their SVGs keep a viewBox) and tables wrap inside it. */
   .table-wrap, figure.chart .svg-wrap { overflow: visible; }
+  figure.chart svg { max-width: 100%; max-height: 240mm; height: auto; }
+  table { width: 100%; font-size: 8.5pt; }
+  thead { display: table-header-group; }
+  th, td { padding: 2px 6px 2px 0; overflow-wrap: anywhere; }
+  td.num, .ci { white-space: normal; }
+  pre, code { font-size: 8pt; }
+  .pair { grid-template-columns: 1fr 1fr; }
   a { color: inherit; text-decoration: none; }
 }
 `;

@@ -6,13 +6,12 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ScalpelError } from '../../errors.js';
 import type { Ability, AbilityJson } from '../../method/ability.js';
-import { ABILITY_DEFAULTS } from '../../method/ability.js';
 import { klDatasetFor, runAbility } from '../../method/ability-run.js';
 import { resolveDataDir } from '../../method/datasets.js';
-import { fetchDatasets } from '../../method/fetch.js';
 import { type AblationMode, validateSettings } from '../../method/intervention.js';
 import { batchSizeOf } from '../config.js';
-import { fetchRunSets, licenceLine, sourceLabel } from '../fetch.js';
+import { ABILITY_SIZE_OPTIONS, abilitySizesOf, fetchAbilitySamples } from '../ability-flags.js';
+import { fetchRunSets } from '../fetch.js';
 import { MODEL_HELP, lambdaFlag, openRun, resolveModelFlag } from '../options.js';
 import { logger, progressFactory } from '../progress.js';
 
@@ -34,13 +33,6 @@ interface AbilityFlags {
   batchSize?: string;
   json?: boolean;
   quiet?: boolean;
-}
-
-function count(v: string, flag: string, max = Number.MAX_SAFE_INTEGER): number {
-  const n = v.trim() === '' ? Number.NaN : Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > max)
-    throw new ScalpelError(`${flag} ${v}: expected an integer from 0${max < 1e9 ? ` to ${max}` : ' up'}`);
-  return n;
 }
 
 const pct = (x: number | undefined) => (x === undefined ? '-' : `${(100 * x).toFixed(1)}%`);
@@ -80,7 +72,7 @@ export function abilityTable(j: AbilityJson): string {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('ability')
     .description(
       "general ability, baseline vs the run's edit: harmless first-token KL, WikiText-2 perplexity, MMLU and ARC-Challenge accuracy (with --model and no run: the baseline alone)",
@@ -90,20 +82,9 @@ export function register(program: Command): void {
     .option('--out <dir>', 'without --run: folder for ability.json (default: print only)')
     .option('--lambda <x>', "partial orthogonalization strength λ in [0, 1] (default: the run's)")
     .option('--alpha <x>', "activation addition coefficient (default: the run's)")
-    .option('--ablation <mode>', '"zero" or "affine" (default: the run\'s)')
-    .option(
-      '--n-mmlu <n>',
-      'MMLU test questions, taken in turn from its 5 subjects (0 skips)',
-      String(ABILITY_DEFAULTS.nMmlu),
-    )
-    .option('--n-arc <n>', 'ARC-Challenge test questions, in file order (0 skips)', String(ABILITY_DEFAULTS.nArc))
-    .option(
-      '--n-ppl-docs <n>',
-      'WikiText-2 test articles for perplexity, in file order (0 skips)',
-      String(ABILITY_DEFAULTS.nPplDocs),
-    )
-    .option('--shots <n>', "MMLU shots from the subject's dev questions (0 to 5)", String(ABILITY_DEFAULTS.shots))
-    .option('--n-kl <n>', 'harmless prompts for the first-token KL', String(ABILITY_DEFAULTS.nKl))
+    .option('--ablation <mode>', '"zero" or "affine" (default: the run\'s)');
+  for (const [flags, help, value] of ABILITY_SIZE_OPTIONS) cmd.option(flags, help, value);
+  cmd
     .option('--kl-dataset <set>', "harmless prompts for the KL (default: the test split of the run's harmless-val set)")
     .option(
       '--data-dir <dir>',
@@ -114,13 +95,7 @@ export function register(program: Command): void {
     .option('--json', 'print ability.json')
     .option('--quiet', 'no progress bars or log lines')
     .action(async (flags: AbilityFlags) => {
-      const sizes = {
-        nMmlu: count(flags.nMmlu, '--n-mmlu'),
-        nArc: count(flags.nArc, '--n-arc'),
-        nPplDocs: count(flags.nPplDocs, '--n-ppl-docs'),
-        shots: count(flags.shots, '--shots', 5),
-      };
-      const nKl = count(flags.nKl, '--n-kl');
+      const { sizes, nKl } = abilitySizesOf(flags);
       const batchSize = batchSizeOf({ batchSize: flags.batchSize });
       const lambda = lambdaFlag(flags.lambda);
       const alpha = flags.alpha === undefined ? undefined : Number(flags.alpha);
@@ -161,19 +136,7 @@ export function register(program: Command): void {
       const dataDir = resolveDataDir(flags.dataDir ?? (typeof storedDataDir === 'string' ? storedDataDir : undefined));
       // Without a data directory the samples come from the download cache: fetch what is missing (once).
       if (dataDir === undefined) {
-        const names = [
-          ...(sizes.nMmlu > 0 ? ['mmlu'] : []),
-          ...(sizes.nArc > 0 ? ['arc-challenge'] : []),
-          ...(sizes.nPplDocs > 0 ? ['wikitext2'] : []),
-        ];
-        if (names.length > 0)
-          await fetchDatasets(names, {
-            progress,
-            onFile: (f) => {
-              if (f.status === 'downloaded')
-                log(`downloaded ${f.source.file} (${sourceLabel(f.source)}); ${licenceLine(f)}`);
-            },
-          });
+        await fetchAbilitySamples(sizes, { progress, log });
         if (runDir !== undefined)
           await fetchRunSets({ dataDir, progress, log }, [flags.klDataset ?? klDatasetFor(harmlessVal!)]);
       }

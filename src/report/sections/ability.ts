@@ -23,7 +23,8 @@ export function abilitySection(inputs: ReportInputs): Section {
   const { baseline, edited } = ab.conditions;
   const describe = (s: AbilityScores | undefined, key: 'mmlu' | 'arc_challenge') => {
     const x = s?.[key];
-    return x ? `n = ${x.n}, ${x.shots}-shot, ${x.format}` : '';
+    // ability.json's format is the prompt's whole description ("mmlu-5shot: …"); its name before the colon reads in a table.
+    return x ? `n = ${x.n}, ${x.shots}-shot, ${x.format.split(':')[0]}` : '';
   };
   const ppl = baseline?.perplexity ?? edited?.perplexity;
   const rows: (string | number)[][] = [

@@ -6,6 +6,7 @@ import { esc, notMeasured, pct, table } from '../html.js';
 import type { ReportInputs, SweepDoc } from '../inputs.js';
 import { rateOf } from '../paired.js';
 import type { Section } from './section.js';
+import { sweepAbility, sweepJudge } from './sweep-extras.js';
 
 interface PointRate {
   dataset: string;
@@ -49,7 +50,7 @@ function curvesSpec(rows: PointRate[], datasets: string[]): TopLevelSpec {
         type: 'quantitative',
         title: 'λ (partial orthogonalisation)',
         scale: { domain: [-0.04, 1.04], nice: false },
-        axis: { values: [0, 0.25, 0.5, 0.75, 1], format: '~g' },
+        axis: { values: [0, 0.25, 0.5, 0.75, 1], format: '.2~f' },
       },
       color: { field: 'dataset', type: 'nominal', sort: datasets, title: null },
     },
@@ -180,5 +181,6 @@ export async function sweepSection(inputs: ReportInputs): Promise<Section> {
     parts.push(
       `<p class="small">Sweep cost: ${cost.forward_passes.toLocaleString('en')} forward passes${cost.separate_eval_forward_passes_estimate !== undefined ? ` (separate <code>scalpel eval --lambda</code> calls: about ${cost.separate_eval_forward_passes_estimate.toLocaleString('en')})` : ''}; n per dataset: ${sweep.baseline.map((b) => `${esc(b.dataset)} ${b.n}`).join(', ')}.</p>`,
     );
+  parts.push(await sweepAbility(sweep), sweepJudge(sweep, datasets));
   return { id: 'sweep', title, html: parts.join('') };
 }
