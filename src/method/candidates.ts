@@ -5,7 +5,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ScalpelError } from '../errors.js';
 import { readSafetensorsHeader } from '../io/safetensors.js';
-import { FILES, f32Tensor, readTensors, writeTensors } from './rundir.js';
+import { FILES, f32Tensor, readTensors, writeTensors, type SelectionRow } from './rundir.js';
 
 export interface Candidates {
   k: number;
@@ -75,4 +75,35 @@ export async function loadCandidates(runDir: string): Promise<Candidates> {
 export function slice(t: Float32Array, i: number, l: number, L: number, d: number): Float32Array {
   const o = (i * L + l) * d;
   return t.subarray(o, o + d);
+}
+
+/** A candidate (position index i, layer l) and its row in selection.json. */
+export interface Slot {
+  i: number;
+  l: number;
+  row: SelectionRow;
+}
+
+/** Every (position index, layer) candidate with its unscored selection.json row; `pruned` says why a layer is out. */
+export function candidateGrid(
+  k: number,
+  L: number,
+  pruned: (layer: number) => string | null,
+): { rows: SelectionRow[]; slots: Slot[] } {
+  const rows: SelectionRow[] = [];
+  const slots: Slot[] = [];
+  for (let i = 0; i < k; i++)
+    for (let l = 0; l < L; l++) {
+      const row: SelectionRow = {
+        position: i - k,
+        layer: l,
+        refusal_score: null,
+        kl: null,
+        harmful_score: null,
+        rejected: pruned(l),
+      };
+      rows.push(row);
+      slots.push({ i, l, row });
+    }
+  return { rows, slots };
 }

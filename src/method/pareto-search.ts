@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ScalpelError } from '../errors.js';
 import { sample } from '../rng.js';
-import { loadCandidates, type Candidates } from './candidates.js';
+import { candidateGrid, loadCandidates, type Candidates } from './candidates.js';
 import { pruneLayer } from './config.js';
 import { loadPromptSet, type SampledSets } from './datasets.js';
 import { candidateAblation, interventionHooks, type AblationMode } from './intervention.js';
@@ -339,31 +339,17 @@ async function search(
 
   // Stage 1: sites at the paper's edit.
   const floorLayer = pruneLayer(L, c.prunePercent);
-  const rows: SelectionRow[] = [];
   const sites: State[] = [];
-  for (let i = 0; i < k; i++)
-    for (let l = 0; l < L; l++) {
-      const row: SelectionRow = {
-        position: i - k,
-        layer: l,
-        refusal_score: null,
-        kl: null,
-        harmful_score: null,
-        rejected: null,
-      };
-      rows.push(row);
-      const edit: Edit = { position_index: i, layer: l, lambda: 1, ablation: 'zero', strength: 1 };
-      if (l >= floorLayer)
-        row.rejected = `layer ${l} ≥ ${floorLayer} (last ${Math.round(c.prunePercent * 100)}% of layers)`;
-      else if (
-        norm(
-          candidateAblation(cand, { positionIndex: i, layer: l }, { target: 'false', ablation: 'zero', lambda: 1 })
-            .direction,
-        ) < 0.5
-      )
-        row.rejected = 'zero vector (the three sets do not differ here)';
-      else sites.push(stateOf(edit));
-    }
+  const { rows, slots } = candidateGrid(k, L, (l) =>
+    l >= floorLayer ? `layer ${l} ≥ ${floorLayer} (last ${Math.round(c.prunePercent * 100)}% of layers)` : null,
+  );
+  for (const { i, l, row } of slots) {
+    if (row.rejected) continue;
+    const site = { positionIndex: i, layer: l };
+    if (norm(candidateAblation(cand, site, { target: 'false', ablation: 'zero', lambda: 1 }).direction) < 0.5)
+      row.rejected = 'zero vector (the three sets do not differ here)';
+    else sites.push(stateOf({ position_index: i, layer: l, lambda: 1, ablation: 'zero', strength: 1 }));
+  }
   if (sites.length === 0)
     throw new ScalpelError('select: no candidate site is left after pruning; try a smaller --prune');
   const keptSites = await halve('sites', sites, SITES_KEPT);

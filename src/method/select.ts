@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ScalpelError } from '../errors.js';
-import { loadCandidates, slice, type Candidates } from './candidates.js';
+import { candidateGrid, loadCandidates, slice, type Candidates, type Slot } from './candidates.js';
 import { pruneLayer, type MethodConfig } from './config.js';
 import type { SampledSets } from './datasets.js';
 import {
@@ -28,13 +28,6 @@ import {
 } from './rundir.js';
 import { paretoSelect } from './pareto-search.js';
 import type { StageContext } from './stage.js';
-
-/** A candidate (position index i, layer l) and its row in selection.json. */
-interface Slot {
-  i: number;
-  l: number;
-  row: SelectionRow;
-}
 
 /** What scoring needs of a stage: `scalpel sweep --reselect` scores at other settings without writing the run's files. */
 export type ScoringContext = Pick<StageContext, 'config' | 'backend' | 'runDir' | 'run' | 'progress'>;
@@ -290,30 +283,6 @@ async function writeVector(
     meta['alpha'] = String(c.alpha);
   }
   await writeTensors(runDir, FILES.vector, tensors, meta);
-}
-
-/** Every (position index, layer) candidate with its unscored selection.json row; `pruned` says why a layer is out. */
-function candidateGrid(
-  k: number,
-  L: number,
-  pruned: (layer: number) => string | null,
-): { rows: SelectionRow[]; slots: Slot[] } {
-  const rows: SelectionRow[] = [];
-  const slots: Slot[] = [];
-  for (let i = 0; i < k; i++)
-    for (let l = 0; l < L; l++) {
-      const row: SelectionRow = {
-        position: i - k,
-        layer: l,
-        refusal_score: null,
-        kl: null,
-        harmful_score: null,
-        rejected: pruned(l),
-      };
-      rows.push(row);
-      slots.push({ i, l, row });
-    }
-  return { rows, slots };
 }
 
 function chosenOf(s: Slot, k: number): Chosen {
