@@ -295,3 +295,22 @@ export async function runStability(o: RunOptions, req: StabilityRequest): Promis
   }
   return out!;
 }
+
+const pts = (x: number) => (100 * x).toFixed(1);
+
+/** "seed S: position/layer" for each draw of a study (the CLI's summary and the report's section). */
+export function drawSites(s: StudyJson): string[] {
+  return s.draws.map((d) => `seed ${d.seed}: ${d.site ? `${d.site.position}/${d.site.layer}` : 'none'}`);
+}
+
+/**
+ * The spread table's rows: per dataset the gain's mean, min, max, max − min and sd in points, then the pooled
+ * held-out harmful refusal (%) under `pooledLabel` when the study has it.
+ */
+export function spreadRows(s: StudyJson, pooledLabel: string): string[][] {
+  const row = (label: string, g: Spread) => [label, pts(g.mean), pts(g.min), pts(g.max), pts(g.range), pts(g.sd)];
+  const rows = Object.entries(s.spread.gain).map(([ds, g]) => row(ds, g));
+  const h = s.spread.held_out_harmful_refusal;
+  if (h) rows.push(row(pooledLabel, h));
+  return rows;
+}

@@ -4,7 +4,7 @@
 // work is in src/method/stability.ts; this file parses flags and prints the spread.
 import type { Command } from 'commander';
 import { ScalpelError } from '../../errors.js';
-import { runStability, type StudyJson } from '../../method/stability.js';
+import { drawSites, runStability, spreadRows, type StudyJson } from '../../method/stability.js';
 import { runOptions } from '../config.js';
 import { configSets, fetchRunSets } from '../fetch.js';
 import { defineStageCommand, openRun, runDirOf, type CommonOpts } from '../options.js';
@@ -45,18 +45,9 @@ const pts = (x: number) => (100 * x).toFixed(1);
 
 /** Chosen site per draw, then per dataset the edited compliance's mean, range (max − min) and sd in points. */
 export function formatStudy(s: StudyJson): string {
-  const sites = s.draws.map((d) => `seed ${d.seed}: ${d.site ? `${d.site.position}/${d.site.layer}` : 'none'}`);
+  const sites = drawSites(s);
   const head = ['dataset', 'gain mean', 'min', 'max', 'max − min', 'sd'];
-  const rows = Object.entries(s.spread.gain).map(([ds, g]) => [
-    ds,
-    pts(g.mean),
-    pts(g.min),
-    pts(g.max),
-    pts(g.range),
-    pts(g.sd),
-  ]);
-  const h = s.spread.held_out_harmful_refusal;
-  if (h) rows.push(['held-out harmful refusal (pooled)', pts(h.mean), pts(h.min), pts(h.max), pts(h.range), pts(h.sd)]);
+  const rows = spreadRows(s, 'held-out harmful refusal (pooled)');
   const c = s.spread.direction_cosine;
   const cosine = c
     ? `cosine between the draws' chosen directions: mean ${c.mean.toFixed(3)}, min ${c.min.toFixed(3)} (${c.n} pairs)`

@@ -3,6 +3,7 @@
 import { esc, table } from '../html.js';
 import type { ReportInputs } from '../inputs.js';
 import type { Section } from './section.js';
+import { drawSites, spreadRows } from '../../method/stability.js';
 
 const pts = (x: number) => (100 * x).toFixed(1);
 
@@ -11,24 +12,12 @@ export function stabilitySection(inputs: ReportInputs): Section | null {
   const doc = inputs.stability;
   if (!doc || doc.studies.length === 0) return null;
   const parts = doc.studies.map((s) => {
-    const sites = s.draws
-      .map((d) => `seed ${d.seed}: ${d.site ? `${d.site.position}/${d.site.layer}` : 'none'}`)
-      .join(', ');
-    const rows = Object.entries(s.spread.gain).map(([ds, g]) => [
-      ds,
-      pts(g.mean),
-      pts(g.min),
-      pts(g.max),
-      pts(g.range),
-      pts(g.sd),
-    ]);
+    const sites = drawSites(s).join(', ');
+    const rows = spreadRows(s, 'held-out harmful refusal, pooled (%)');
     const c = s.spread.direction_cosine;
     const cos = c
       ? ` Cosine between the chosen directions of two draws: mean ${c.mean.toFixed(3)}, min ${c.min.toFixed(3)}.`
       : '';
-    const h = s.spread.held_out_harmful_refusal;
-    if (h)
-      rows.push(['held-out harmful refusal, pooled (%)', pts(h.mean), pts(h.min), pts(h.max), pts(h.range), pts(h.sd)]);
     return `<h3>${esc(s.study)} (${s.draws.length} draws; n_train ${s.settings.n_train}, n_val ${s.settings.n_val} × ${s.settings.val_draws})</h3>
 <p>Chosen site (position/layer) per draw: ${esc(sites)}. ${s.spread.distinct_sites} distinct; the most frequent on ${esc(pts(s.spread.modal_site_share))}% of draws.${cos}</p>
 ${table(['dataset', 'gain, mean (points)', 'min', 'max', 'max − min', 'sd'], rows, [1, 2, 3, 4, 5])}`;
