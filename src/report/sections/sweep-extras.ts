@@ -7,6 +7,15 @@ import { figure } from '../chart.js';
 import { esc, fixed, pct, table } from '../html.js';
 import type { AbilityScores, SweepDoc } from '../inputs.js';
 
+/** The λ axis of every chart over a sweep: a little room either side, ticks at the usual settings. */
+export const LAMBDA_AXIS = {
+  field: 'lambda',
+  type: 'quantitative' as const,
+  title: 'λ (partial orthogonalisation)',
+  scale: { domain: [-0.04, 1.04], nice: false },
+  axis: { values: [0, 0.25, 0.5, 0.75, 1], format: '.2~f' },
+};
+
 type Point = SweepDoc['points'][number];
 
 function accuracy(a: { accuracy: number; n: number } | null | undefined): string {
@@ -29,13 +38,7 @@ function klSpec(rows: { lambda: number; alpha: number; kl: number; stat: string 
     data: { values: rows },
     mark: { type: 'line', point: { filled: true, size: 40 } },
     encoding: {
-      x: {
-        field: 'lambda',
-        type: 'quantitative',
-        title: 'λ (partial orthogonalisation)',
-        scale: { domain: [-0.04, 1.04], nice: false },
-        axis: { values: [0, 0.25, 0.5, 0.75, 1], format: '.2~f' },
-      },
+      x: LAMBDA_AXIS,
       y: { field: 'kl', type: 'quantitative', title: 'harmless first-token KL' },
       color: { field: 'stat', type: 'nominal', title: null, sort: ['mean', '95th percentile'] },
     },

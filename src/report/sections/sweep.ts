@@ -6,7 +6,7 @@ import { esc, notMeasured, pct, table } from '../html.js';
 import type { ReportInputs, SweepDoc } from '../inputs.js';
 import { rateOf } from '../paired.js';
 import type { Section } from './section.js';
-import { sweepAbility, sweepJudge } from './sweep-extras.js';
+import { LAMBDA_AXIS, sweepAbility, sweepJudge } from './sweep-extras.js';
 
 interface PointRate {
   dataset: string;
@@ -45,13 +45,7 @@ function curvesSpec(rows: PointRate[], datasets: string[]): TopLevelSpec {
     data: { values: rows },
     encoding: {
       // A little room either side, so the λ = 0 and λ = 1 points and their intervals clear the axes.
-      x: {
-        field: 'lambda',
-        type: 'quantitative',
-        title: 'λ (partial orthogonalisation)',
-        scale: { domain: [-0.04, 1.04], nice: false },
-        axis: { values: [0, 0.25, 0.5, 0.75, 1], format: '.2~f' },
-      },
+      x: LAMBDA_AXIS,
       color: { field: 'dataset', type: 'nominal', sort: datasets, title: null },
     },
     layer: [
