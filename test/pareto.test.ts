@@ -13,7 +13,7 @@ import { bakeTensor } from '../src/method/bake.js';
 import { validateSettings } from '../src/method/intervention.js';
 import { isPoint } from '../src/method/pareto-search.js';
 import { defaultPick, dominates, paretoFront, paretoRanks, type Objectives } from '../src/method/pareto.js';
-import { loadPromptSet, promptKey } from '../src/method/datasets.js';
+import { DATASETS, loadPromptSet, promptKey } from '../src/method/datasets.js';
 import { mulberry32 } from '../src/rng.js';
 import { BIN, ROOT, runScalpel, TINY_CHAT } from './support/cli.js';
 
@@ -212,15 +212,9 @@ test('harmful-val-pool: ≥ 256 prompts of several sources, none in harmful-trai
   assert.equal(pool.length, 964);
   const keys = new Set(pool.map(promptKey));
   assert.equal(keys.size, pool.length, 'no duplicates');
-  for (const other of [
-    'harmful-train',
-    'harmful-test',
-    'jbb-harmful',
-    'harmbench-test',
-    'strongreject',
-    'xstest-unsafe',
-    'or-bench-toxic-test',
-  ])
+  const heldOut = DATASETS.filter((d) => d.kind === 'harmful').map((d) => d.name);
+  assert.ok(heldOut.includes('jbb-harmful') && heldOut.includes('coconot-safety'), 'the held-out harmful sets');
+  for (const other of ['harmful-train', 'harmful-test', ...heldOut])
     for (const p of loadPromptSet(other, DATA).prompts) assert.ok(!keys.has(promptKey(p)), `${other}: ${p}`);
   // Every source contributes: count the pool's prompts by the part they came from.
   const from = (name: string) => loadPromptSet(name, DATA).prompts.filter((p) => keys.has(promptKey(p))).length;

@@ -226,15 +226,8 @@ export const POOLS: readonly PoolSpec[] = [
   {
     name: 'harmful-val-pool',
     parts: ['harmful-val', 'advbench', 'malicious-instruct', 'tdc2023-dev', 'or-bench-toxic-val'],
-    exclude: [
-      'harmful-train',
-      'harmful-test',
-      'jbb-harmful',
-      'harmbench-test',
-      'strongreject',
-      'xstest-unsafe',
-      'or-bench-toxic-test',
-    ],
+    // The run's harmful training prompts and every held-out harmful evaluation set (the `kind: 'harmful'` ones).
+    exclude: ['harmful-train', 'harmful-test', ...DATASETS.filter((d) => d.kind === 'harmful').map((d) => d.name)],
     source:
       'refusal_direction harmful_val, AdvBench, MaliciousInstruct, TDC 2023 dev, OR-Bench-toxic (not its test rows); minus harmful_train and every harmful test set',
   },
