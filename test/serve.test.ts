@@ -14,7 +14,7 @@ import OpenAI from 'openai';
 import { loadModel, type LoadedModel } from '../src/model/load.js';
 import { requireRunJson } from '../src/method/rundir.js';
 import { createServer, type ScalpelServer, type ServeOptions } from '../src/serve/server.js';
-import { makeSmallRun, runScalpel } from './support/cli.js';
+import { makeSmallRun, runScalpelAsync } from './support/cli.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = path.join(root, 'bin', 'scalpel.js');
@@ -23,7 +23,6 @@ const NAME = 'scalpel-tiny-chat';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-serve-'));
 const RUN = path.join(tmp, 'run');
 
-const scalpel = (...args: string[]) => runScalpel(...args).out;
 
 let loaded: LoadedModel;
 let server: ScalpelServer;
@@ -136,11 +135,12 @@ test('serve: stop strings end the text before them with finish_reason stop', asy
 
 test('serve: greedy answers equal scalpel generate, baseline and edited (run default and λ = 0.5)', async () => {
   const prompt = PROMPTS[2]!;
-  const gen = (...flags: string[]) =>
-    JSON.parse(scalpel('generate', ...flags, '--chat', '--prompt', prompt, '--max-new-tokens', '24', '--json')) as {
-      text: string;
-      tokens: number[];
-    };
+  // Run without blocking the loop: the server under test lives in this process.
+  const gen = async (...flags: string[]) =>
+    JSON.parse(
+      (await runScalpelAsync('generate', ...flags, '--chat', '--prompt', prompt, '--max-new-tokens', '24', '--json'))
+        .out,
+    ) as { text: string; tokens: number[] };
   const cases: [string, Record<string, unknown>, string[]][] = [
     [`${NAME}:baseline`, {}, ['--model', MODEL]],
     [NAME, {}, ['--run', RUN]],
@@ -151,7 +151,7 @@ test('serve: greedy answers equal scalpel generate, baseline and edited (run def
   const answers: string[] = [];
   for (const [model, more, flags] of cases) {
     const r = await client.chat.completions.create(chatParams(prompt, model, more));
-    const expected = gen(...flags);
+    const expected = await gen(...flags);
     assert.equal(r.choices[0]!.message.content, expected.text, `${model} ${JSON.stringify(more)}`);
     assert.equal(r.usage!.completion_tokens, expected.tokens.length);
     answers.push(expected.text);

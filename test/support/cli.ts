@@ -1,7 +1,7 @@
 // What the CLI tests share: the repository's paths, running `scalpel` as a user would (a child process, from the
 // repository root, with no SCALPEL_DATA from the caller's environment), and the small run several tests start from.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -17,6 +17,25 @@ export function runScalpel(...args: string[]): { out: string; err: string } {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env, cwd: ROOT });
   assert.equal(r.status, 0, `scalpel ${args.join(' ')}: ${r.stderr}`);
   return { out: r.stdout, err: r.stderr };
+}
+
+/**
+ * `runScalpel` without blocking this process's event loop: for tests that also run a server or a client in-process,
+ * whose sockets and keep-alive timers must go on while the command runs (a blocked loop let a server close a
+ * keep-alive connection in the same turn the client reused it: "Connection error.").
+ */
+export function runScalpelAsync(...args: string[]): Promise<{ out: string; err: string }> {
+  const env = { ...process.env };
+  delete env['SCALPEL_DATA'];
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { encoding: 'utf8', env, cwd: ROOT, maxBuffer: 64 << 20 },
+      (e, out, err) =>
+        e ? reject(new Error(`scalpel ${args.join(' ')}: ${err || e.message}`)) : resolve({ out, err }),
+    );
+  });
 }
 
 /** Small samples of the built-in prompt sets (no --data-dir): about a second per stage. */
