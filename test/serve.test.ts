@@ -23,7 +23,6 @@ const NAME = 'scalpel-tiny-chat';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-serve-'));
 const RUN = path.join(tmp, 'run');
 
-
 let loaded: LoadedModel;
 let server: ScalpelServer;
 let base: string;
