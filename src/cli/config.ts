@@ -43,6 +43,13 @@ function parseObjective(v: unknown, flag: string): MethodConfig['objective'] {
   throw new ScalpelError(`--${flag} ${String(v)}: expected refusal-score or pareto`);
 }
 
+/** --search: the exhaustive sweep (stored as no field, so older runs keep their keys) or successive halving. */
+function parseSearch(v: unknown, flag: string): MethodConfig['search'] {
+  if (v === 'exhaustive') return undefined;
+  if (v === 'halving') return 'halving';
+  throw new ScalpelError(`--${flag} ${String(v)}: expected exhaustive or halving`);
+}
+
 const FLAG_FIELDS: [string, keyof MethodConfig, (v: unknown, flag: string) => unknown][] = [
   ['harmfulTrain', 'harmfulTrain', String],
   ['harmfulVal', 'harmfulVal', String],
@@ -67,6 +74,7 @@ const FLAG_FIELDS: [string, keyof MethodConfig, (v: unknown, flag: string) => un
   ['strength', 'strength', num],
   ['objective', 'objective', parseObjective],
   ['pick', 'pick', num],
+  ['search', 'search', parseSearch],
   ['harmfulPool', 'harmfulPool', String],
   ['klThreshold', 'klThreshold', num],
   ['trueKlThreshold', 'trueKlThreshold', num],
@@ -105,6 +113,7 @@ export function buildConfig(
     if (stored['sampler'] === 'python') config.sampler = 'python';
     if (stored['objective'] === 'pareto') config.objective = 'pareto';
     if (typeof stored['pick'] === 'number') config.pick = stored['pick'];
+    if (stored['search'] === 'halving') config.search = 'halving';
     if (explicit('paper') && opts['paper']) Object.assign(config, PAPER_OVERRIDES);
   }
   for (const [opt, field, parse] of FLAG_FIELDS) {

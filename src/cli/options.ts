@@ -70,6 +70,10 @@ function addMethodOptions(cmd: Command): Command {
       '--objective <rule>',
       '"refusal-score" (default: the paper\'s rule) or "pareto" (search position, layer, λ, mode and strength for the front of pseudo-harmful score, harmful refusal kept and KL; writes pareto.json)',
     )
+    .option(
+      '--search <how>',
+      '"exhaustive" (default: every candidate on every validation prompt) or "halving" (successive halving: the same rule at about a fifth of the forward passes)',
+    )
     .option('--pick <n>', "--objective pareto: use point N of pareto.json's front instead of the default pick")
     .option('--harmful-pool <set>', '--objective pareto: harmful validation prompts (default harmful-val-pool)')
     .option('--kl-threshold <x>', 'reject candidates with harmless-val KL above this (default 0.2)')

@@ -53,6 +53,11 @@ export interface MethodConfig {
    * (pseudo-harmful score ↓, harmful refusal kept ↑, harmless KL ↓), written to pareto.json (pareto.ts).
    */
   objective?: 'pareto';
+  /**
+   * How the paper's rule finds its candidate. Absent: every candidate on every validation prompt (the paper's sweep).
+   * 'halving': successive halving (select-halving.ts), about a fifth of the forward passes at n-val 32.
+   */
+  search?: 'halving';
   /** --objective pareto: the front point to use (its index in pareto.json's front); absent = the default pick rule. */
   pick?: number;
   /** --objective pareto: the harmful validation set whose refusal the pick must keep (default harmful-val-pool). */
@@ -147,6 +152,7 @@ export const PAPER_OVERRIDES: Partial<MethodConfig> = {
   // The paper's selection rule at the paper's full ablation, whatever the run was searched with before.
   objective: undefined,
   pick: undefined,
+  search: undefined,
   strength: 1,
 };
 
@@ -188,6 +194,12 @@ export function validateConfig(c: MethodConfig): void {
   validateSettings({ strength: c.strength });
   if (c.objective !== undefined && c.objective !== 'pareto')
     throw new ScalpelError(`--objective ${String(c.objective)}: expected refusal-score or pareto`);
+  if (c.search !== undefined && c.search !== 'halving')
+    throw new ScalpelError(`--search ${String(c.search)}: expected exhaustive or halving`);
+  if (c.search === 'halving' && c.target !== 'false')
+    throw new ScalpelError(
+      '--search halving: ranks candidates by the pseudo-harmful score; use it with --target false',
+    );
   if (c.pick !== undefined) {
     if (c.objective !== 'pareto') throw new ScalpelError(`--pick ${c.pick}: only --objective pareto takes --pick`);
     int(c.pick, 'pick', 0);

@@ -130,6 +130,7 @@ export function stageKeys(c: MethodConfig, fingerprint: string, dataDir: string 
     ...(c.strength !== 1 && !pareto ? { strength: c.strength } : {}),
     ...(pareto ? { objective: c.objective, pick: c.pick ?? null, harmfulPool: c.harmfulPool } : {}),
     ...(c.valDraws > 1 ? { valDraws: c.valDraws } : {}),
+    ...(c.search && !pareto ? { search: c.search } : {}),
   });
   const evaluate = JSON.stringify({ select, ...pick(c, EVAL_FIELDS) });
   return { extract, select, eval: evaluate };

@@ -27,10 +27,18 @@ import {
   type SelectionRow,
 } from './rundir.js';
 import { paretoSelect } from './pareto-search.js';
+import {
+  HALVING,
+  rungSizes,
+  successiveHalving,
+  type HalvingResult,
+  type Measure,
+  type Scoring,
+} from './select-halving.js';
 import type { StageContext } from './stage.js';
 
 /** What scoring needs of a stage: `scalpel sweep --reselect` scores at other settings without writing the run's files. */
-export type ScoringContext = Pick<StageContext, 'config' | 'backend' | 'runDir' | 'run' | 'progress'>;
+export type ScoringContext = Pick<StageContext, 'config' | 'backend' | 'runDir' | 'run' | 'progress' | 'log'>;
 
 /** The select stage's result before anything is written: selection.json's content and the chosen slots. */
 export interface Scored {
@@ -134,7 +142,34 @@ export async function scoreCandidates(ctx: ScoringContext, sampled: SampledSets,
   }
   const todo = live.filter((s) => s.row.rejected === null);
   const p = ctx.progress(`selecting among ${todo.length} candidates`, todo.length);
-  if (c.target === 'false') {
+  let halving: (HalvingResult & { measure: Measure }) | undefined;
+  if (c.target === 'false' && c.search === 'halving') {
+    p.stop();
+    // Each candidate's hooks are built once; a rung adds only the prompts it has not been scored on.
+    const hooksOf = new Map<Slot, ReturnType<typeof interventionHooks>>();
+    const measure: Measure = async (h, to) => {
+      const hooks = hooksOf.get(h.slot) ?? hooksFor(ablationFor(h.slot.i, h.slot.l, c.lambda));
+      hooksOf.set(h.slot, hooks);
+      const newPseudo = pseudo.slice(h.pseudo.length, to);
+      if (newPseudo.length > 0)
+        for (const l of await b.lastLogits(newPseudo, { hooks })) h.pseudo.push(refusalScore(l, rt));
+      const from = h.kl.length;
+      const newHarmless = harmless.slice(from, Math.min(harmless.length, to));
+      if (newHarmless.length > 0)
+        for (const [j, l] of (await b.lastLogits(newHarmless, { hooks })).entries())
+          h.kl.push(klDivergence(baseHarmless[from + j]!, l));
+    };
+    const bar = ctx.progress(
+      `selecting among ${todo.length} candidates by successive halving`,
+      rungSizes(pseudo.length).length,
+    );
+    const r = await successiveHalving(todo, pseudo.length, c.klThreshold, measure, (n, m) => {
+      bar.bump();
+      ctx.log(`halving: ${m} candidates scored on ${n} prompts of each validation set`);
+    });
+    bar.stop();
+    halving = { ...r, measure };
+  } else if (c.target === 'false') {
     for (const s of todo) {
       const hooks = hooksFor(ablationFor(s.i, s.l, c.lambda));
       s.row.kl = await meanKl(hooks);
@@ -143,25 +178,53 @@ export async function scoreCandidates(ctx: ScoringContext, sampled: SampledSets,
       p.bump();
     }
     p.stop();
+  }
+  if (c.target === 'false') {
     // Lowest pseudo-harmful score first; the harm guard is checked in that order until a candidate passes.
     // The guard rejects pushing harmful prompts below 0; a model already below 0 must not drop further.
     const guard = Math.min(0, baseline.harmful_val_score ?? 0);
-    const ranked = todo
-      .filter((s) => s.row.rejected === null)
-      .sort((a, b2) => a.row.refusal_score! - b2.row.refusal_score!);
-    for (const s of ranked) {
-      if (chosen) {
-        s.row.rejected = null;
-        continue;
-      }
-      if (c.harmGuard) {
-        s.row.harmful_score = await meanScore(harmful, hooksFor(ablationFor(s.i, s.l, c.lambda)));
-        if (s.row.harmful_score < guard) {
-          s.row.rejected = `harmful-val score ${fmt(s.row.harmful_score)} < ${fmt(guard)} (harm guard)`;
+    const pickFrom = async (from: Slot[]) => {
+      const ranked = from
+        .filter((s) => s.row.rejected === null)
+        .sort((a, b2) => a.row.refusal_score! - b2.row.refusal_score!);
+      for (const s of ranked) {
+        if (chosen) {
+          s.row.rejected = null;
           continue;
         }
+        if (c.harmGuard) {
+          s.row.harmful_score = await meanScore(harmful, hooksFor(ablationFor(s.i, s.l, c.lambda)));
+          if (s.row.harmful_score < guard) {
+            s.row.rejected = `harmful-val score ${fmt(s.row.harmful_score)} < ${fmt(guard)} (harm guard)`;
+            continue;
+          }
+        }
+        chosen = s;
       }
-      chosen = s;
+    };
+    if (!halving) await pickFrom(todo);
+    else {
+      // Full-n figures decide; halved-out rows keep their estimates for the heatmap, marked as such.
+      const settle = (all: Scoring[]) => {
+        for (const h of all) {
+          h.slot.row.kl = mean(h.kl);
+          h.slot.row.refusal_score = mean(h.pseudo);
+          h.slot.row.rejected = h.slot.row.kl > c.klThreshold ? `KL ${fmt(h.slot.row.kl)} > ${c.klThreshold}` : null;
+        }
+      };
+      settle(halving.full);
+      for (const h of halving.dropped) {
+        h.slot.row.kl = mean(h.kl);
+        h.slot.row.refusal_score = mean(h.pseudo);
+        h.slot.row.rejected = `halved out at n = ${h.pseudo.length} (--search halving; figures are estimates)`;
+      }
+      await pickFrom(halving.full.map((h) => h.slot));
+      if (!chosen && halving.dropped.length > 0) {
+        ctx.log('halving: no survivor passes the rules; scoring the halved-out candidates in full');
+        for (const h of halving.dropped) await halving.measure(h, pseudo.length);
+        settle(halving.dropped);
+        await pickFrom(halving.dropped.map((h) => h.slot));
+      }
     }
   } else {
     // Arditi et al.: KL ≤ 0.1 under ablation of r̂, adding r at its layer must induce refusal on harmless prompts
@@ -198,6 +261,7 @@ export async function scoreCandidates(ctx: ScoringContext, sampled: SampledSets,
             prune_from_layer: floorLayer,
             harm_guard: c.harmGuard ? `harmful-val score ≥ min(0, baseline ${fmt(baseline.harmful_val_score)})` : false,
             pick: 'lowest pseudo-harmful val refusal score',
+            ...(halving ? { search: { how: 'successive halving', ...HALVING, rungs: halving.rungs } } : {}),
           }
         : {
             kl_threshold: c.trueKlThreshold,

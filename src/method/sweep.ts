@@ -628,7 +628,14 @@ async function buildInterventions(
     let sel = selection;
     if (s.reselect) {
       sampled ??= sampleSets(config, o.dataDir);
-      const ctx = { config: { ...config, ...settings }, backend, runDir: o.runDir, run, progress: scoringProgress(o) };
+      const ctx = {
+        config: { ...config, ...settings },
+        backend,
+        runDir: o.runDir,
+        run,
+        progress: scoringProgress(o),
+        log,
+      };
       sel = (await scoreCandidates(ctx, sampled, cand)).sel;
       const label = `λ = ${s.lambda}, α = ${s.alpha}`;
       if (!sel.chosen || (s.alpha !== 0 && !sel.actadd?.chosen)) {
