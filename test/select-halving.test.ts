@@ -8,7 +8,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Slot } from '../src/method/candidates.js';
-import { rankScorings, rungSizes, successiveHalving, type Scoring } from '../src/method/select-halving.js';
+import {
+  fallbackOrder,
+  rankScorings,
+  rungSizes,
+  successiveHalving,
+  type Scoring,
+} from '../src/method/select-halving.js';
 import { mulberry32 } from '../src/rng.js';
 import { BIN, runScalpel, TINY_CHAT } from './support/cli.js';
 
@@ -58,6 +64,15 @@ test('halving scores only the new prompts, keeps the best third, and ranks over-
   // The lowest true score within the KL limit (candidate 1) survives and ranks first; no over-limit one survives.
   assert.equal(truth(r.full[0]!.slot), 1 / 90);
   assert.ok(r.full.every((h) => !overKl(h.slot)));
+  // The fallback walks the halved-out candidates from the latest rung down, best estimate first within a rung.
+  const order = fallbackOrder(r.dropped, 0.2);
+  assert.equal(order.length, 86);
+  assert.deepEqual(
+    [order[0]!.pseudo.length, order[5]!.pseudo.length, order[6]!.pseudo.length, order[25]!.pseudo.length],
+    [16, 16, 8, 8],
+  );
+  assert.equal(order[26]!.pseudo.length, 4);
+  assert.deepEqual(order.slice(0, 6), rankScorings(order.slice(0, 6), 0.2));
   // An over-limit candidate ranks after every within-limit one whatever its score.
   const mk = (score: number, kl: number): Scoring => ({ slot: slots[0]!, pseudo: [score], kl: [kl] });
   const ranked = rankScorings([mk(-5, 0.3), mk(0.4, 0.1), mk(-0.1, 0.2)], 0.2);

@@ -5,9 +5,9 @@
 // and so on until at least KEPT candidates are scored on all n-val prompts. A candidate keeps its per-prompt
 // numbers, so growing it from n to 2n costs only the n new prompts. At the paper's n-val 32 that is 4 → 8 → 16 → 32
 // prompts, about a fifth of the exhaustive sweep's forward passes once there are more than a few dozen candidates.
-// The final rule is applied to full-n figures only; if no survivor passes it, the halved-out candidates are scored
-// in full too (the exhaustive answer, at the exhaustive cost), so the search can cost more but never choose worse
-// on its own evidence.
+// The final rule is applied to full-n figures only; if no survivor passes it (the KL limit at full n, or the harm
+// guard), the halved-out candidates are scored in full a few at a time, in the order halving left them, until one
+// passes: like the exhaustive sweep walking down its ranking, at worst its cost.
 import type { Slot } from './candidates.js';
 import { mean } from './math.js';
 
@@ -66,4 +66,11 @@ export async function successiveHalving(
   }
   const kept = new Set(alive);
   return { full: alive, dropped: scorings.filter((s) => !kept.has(s)), rungs };
+}
+
+/** Halved-out candidates in the order to score them in full: the latest rung reached first, then rank order there. */
+export function fallbackOrder(dropped: Scoring[], klThreshold: number): Scoring[] {
+  const byRung = new Map<number, Scoring[]>();
+  for (const h of dropped) byRung.set(h.pseudo.length, [...(byRung.get(h.pseudo.length) ?? []), h]);
+  return [...byRung.entries()].sort((a, b) => b[0] - a[0]).flatMap(([, group]) => rankScorings(group, klThreshold));
 }

@@ -28,6 +28,7 @@ import {
 } from './rundir.js';
 import { paretoSelect } from './pareto-search.js';
 import {
+  fallbackOrder,
   HALVING,
   rungSizes,
   successiveHalving,
@@ -219,11 +220,16 @@ export async function scoreCandidates(ctx: ScoringContext, sampled: SampledSets,
         h.slot.row.rejected = `halved out at n = ${h.pseudo.length} (--search halving; figures are estimates)`;
       }
       await pickFrom(halving.full.map((h) => h.slot));
-      if (!chosen && halving.dropped.length > 0) {
-        ctx.log('halving: no survivor passes the rules; scoring the halved-out candidates in full');
-        for (const h of halving.dropped) await halving.measure(h, pseudo.length);
-        settle(halving.dropped);
-        await pickFrom(halving.dropped.map((h) => h.slot));
+      // No survivor passes (the KL limit at full n, or the harm guard): the halved-out candidates are scored in full
+      // a batch at a time in the order halving left them (the latest rung first, best estimate first), as the
+      // exhaustive sweep walks its ranking until one passes.
+      const rest = fallbackOrder(halving.dropped, c.klThreshold);
+      while (!chosen && rest.length > 0) {
+        const batch = rest.splice(0, HALVING.kept);
+        ctx.log(`halving: no candidate scored in full passes the rules yet; scoring ${batch.length} more in full`);
+        for (const h of batch) await halving.measure(h, pseudo.length);
+        settle(batch);
+        await pickFrom(batch.map((h) => h.slot));
       }
     }
   } else {
