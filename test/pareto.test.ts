@@ -222,6 +222,20 @@ test('harmful-val-pool: ≥ 256 prompts of several sources, none in harmful-trai
   assert.equal(loadPromptSet('harmful-val-pool:10', DATA).prompts.length, 10);
 });
 
+test('harmful-val-team: the 260 team-written harmful prompts, in no public set the project model trains or is tested on', {
+  skip: !fs.existsSync(DATA) && 'no shared data',
+}, () => {
+  const team = loadPromptSet('harmful-val-team', DATA).prompts;
+  assert.equal(team.length, 260);
+  const keys = new Set(team.map(promptKey));
+  assert.equal(keys.size, 260, 'no duplicates');
+  // The recipe's harmful training sources (tools/train_chat_model.py) and every held-out harmful evaluation set.
+  const trained = ['harmful-train', 'harmful-val', 'advbench', 'malicious-instruct', 'tdc2023-dev', 'or-bench-toxic'];
+  const heldOut = DATASETS.filter((d) => d.kind === 'harmful').map((d) => d.name);
+  for (const other of [...trained, ...heldOut])
+    for (const p of loadPromptSet(other, DATA).prompts) assert.ok(!keys.has(promptKey(p)), `${other}: ${p}`);
+});
+
 test('bad --strength, --objective and --pick: one line naming the flag, nothing written', () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-pareto-flags-'));
   const out = path.join(tmp, 'run');

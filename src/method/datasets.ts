@@ -231,6 +231,16 @@ export const POOLS: readonly PoolSpec[] = [
     source:
       'refusal_direction harmful_val, AdvBench, MaliciousInstruct, TDC 2023 dev, OR-Bench-toxic (not its test rows); minus harmful_train and every harmful test set',
   },
+  {
+    // The team's 260 original harmful prompts (data/prompts/harmful.txt, every split): in no public set and in none
+    // of the project model's training data. The public sources above all are in it (the recipe safety-tunes on
+    // AdvBench, MaliciousInstruct, TDC 2023, HarmBench val and OR-Bench-toxic), so on that model their refusals are
+    // memorised: the default edit keeps 100% of them refused while held-out harmful sets lose 18 points.
+    name: 'harmful-val-team',
+    parts: ['builtin-harmful-train', 'builtin-harmful-val', 'builtin-harmful-test'],
+    exclude: ['harmful-train', ...DATASETS.filter((d) => d.kind === 'harmful').map((d) => d.name)],
+    source: "the Scalpel team's 260 original harmful prompts (data/prompts/harmful.txt), minus harmful_train and every harmful test set",
+  },
 ];
 
 /** A prompt's identity for overlap checks: case and runs of whitespace do not make a different prompt. */
