@@ -239,7 +239,8 @@ export const POOLS: readonly PoolSpec[] = [
     name: 'harmful-val-team',
     parts: ['builtin-harmful-train', 'builtin-harmful-val', 'builtin-harmful-test'],
     exclude: ['harmful-train', ...DATASETS.filter((d) => d.kind === 'harmful').map((d) => d.name)],
-    source: "the Scalpel team's 260 original harmful prompts (data/prompts/harmful.txt), minus harmful_train and every harmful test set",
+    source:
+      "the Scalpel team's 260 original harmful prompts (data/prompts/harmful.txt), minus harmful_train and every harmful test set",
   },
 ];
 
