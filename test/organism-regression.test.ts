@@ -1,10 +1,10 @@
-// Regression of the method itself: `scalpel run` with default settings on the committed model
+// Regression of the method itself: `scalpel run` with default settings (but --n-train 128) on the committed model
 // (models/scalpel-tiny-chat) and the paper's datasets (../shared/datasets/raw, read in place) must select the
 // README's site (position −3, layer 3) with the recorded candidate scores, and give the recorded before/after refusal
 // counts on evaluation subsets, and at λ = 0.5. Greedy decoding is deterministic, so the counts are exact.
 //
 // Where the expected values come from (2026-12-01, worktree `guards` at ceed05a, src/ as on main 7453092):
-//   scalpel run --model models/scalpel-tiny-chat --out RUN --data-dir ../shared/datasets/raw \
+//   scalpel run --model models/scalpel-tiny-chat --out RUN --data-dir ../shared/datasets/raw --n-train 128 \
 //     --eval or-bench-hard-test:40,jbb-harmful:40,xstest-safe:40 --quiet
 //   scalpel eval --run RUN --lambda 0.5 --dataset or-bench-hard-test:40 --json
 // run once on the native kernels (native-avx512) and once with SCALPEL_KERNELS=js: responses.jsonl and eval.json were
@@ -73,7 +73,22 @@ before(
   () => {
     if (skip) return;
     const t0 = Date.now();
-    const r = scalpel('run', '--model', MODEL, '--out', RUN, '--data-dir', DATA, '--eval', EVAL, '--quiet');
+    // --n-train 128: the default when these values were recorded (it is 512 since issue 15's stability study); the
+    // method's computation is what this pins, so the recorded sample size stays.
+    const r = scalpel(
+      'run',
+      '--model',
+      MODEL,
+      '--out',
+      RUN,
+      '--data-dir',
+      DATA,
+      '--n-train',
+      '128',
+      '--eval',
+      EVAL,
+      '--quiet',
+    );
     runSeconds = (Date.now() - t0) / 1000;
     assert.equal(r.code, 0, r.err);
   },

@@ -39,7 +39,7 @@ function addMethodOptions(cmd: Command): Command {
     .option('--pseudo-train <set>', 'pseudo-harmful training prompts')
     .option('--pseudo-val <set>', 'pseudo-harmful validation prompts (selection score)')
     .option('--column <name>', 'CSV column / JSON field holding the prompt in user prompt files')
-    .option('--n-train <n>', 'prompts sampled from each training set (default 128)')
+    .option('--n-train <n>', 'prompts sampled from each training set (default 512; --paper 128)')
     .option('--n-val <n>', 'prompts sampled from each validation set (default 32)')
     .option(
       '--val-draws <n>',

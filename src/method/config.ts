@@ -118,7 +118,11 @@ export const PAPER_SETS = {
 };
 
 export const DEFAULTS: Omit<MethodConfig, keyof typeof PAPER_SETS | 'harmfulPool'> = {
-  nTrain: 128,
+  // 512, not the paper's 128: over 5 draws of the training and validation prompts, the OR-Bench-hard *validation*
+  // compliance gain of the default edit on the project's model spread 15.9 points at 128 (sd 6.6) and 9.1 at 512
+  // (sd 3.8), for a mean gain 1.9 points lower (`scalpel stability`, README "spread over draws"). Sets smaller than
+  // n-train are used whole (harmful_train has 260 prompts; the built-in training splits 128). --paper keeps 128.
+  nTrain: 512,
   nVal: 32,
   valDraws: 1,
   seed: 1,
@@ -144,6 +148,7 @@ export const DEFAULTS: Omit<MethodConfig, keyof typeof PAPER_SETS | 'harmfulPool
 
 /** --paper: the paper code's choices (no harmful guard, zero ablation, its refusal-token rule, its sampler, no induce rule). */
 export const PAPER_OVERRIDES: Partial<MethodConfig> = {
+  nTrain: 128,
   harmGuard: false,
   ablation: 'zero',
   refusalTokens: 'paper',
