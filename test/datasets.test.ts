@@ -62,15 +62,17 @@ test('every name resolves against ../shared/datasets/raw with the documented siz
   assert.ok(loadPromptSet('oktest', DATA).prompts.every((p) => !p.endsWith('\n')));
 });
 
-test('the default sampling: 128 train and 32 val per set, seed 1, reproducible', {
+test('the default sampling: 512 train (or the whole set when smaller) and 32 val per set, seed 1, reproducible', {
   skip: !haveData && 'no shared data',
 }, () => {
   const c = defaultConfig(true);
   const a = sampleSets(c, DATA).sets;
   const b = sampleSets(c, DATA).sets;
-  assert.equal(a.harmfulTrain.prompts.length, 128);
+  assert.equal(a.harmfulTrain.prompts.length, 260, 'harmful_train has 260 prompts: all of them');
   assert.equal(a.harmfulVal.prompts.length, 32);
-  assert.equal(a.pseudoTrain.prompts.length, 128);
+  assert.equal(a.pseudoTrain.prompts.length, 512);
+  assert.equal(a.harmlessTrain.prompts.length, 512);
+  assert.equal(sampleSets(defaultConfig(true, true), DATA).sets.pseudoTrain.prompts.length, 128, '--paper');
   assert.deepEqual(a.harmlessTrain.prompts, b.harmlessTrain.prompts);
   const c2 = sampleSets({ ...c, seed: 2 }, DATA).sets;
   assert.notDeepEqual(c2.harmlessTrain.prompts, a.harmlessTrain.prompts);
@@ -95,9 +97,10 @@ test('built-in prompt sets: 128 train, 32 val and 100 test prompts each, distinc
     const tr = loadPromptSet(`builtin-${set}-train`, undefined).prompts;
     const va = loadPromptSet(`builtin-${set}-val`, undefined).prompts;
     const te = loadPromptSet(`builtin-${set}-test`, undefined).prompts;
-    // A default run samples n_train and n_val prompts: it should get all it asks for, and the test figure should
-    // rest on enough prompts that one of them moves a rate by one point.
-    assert.equal(tr.length, DEFAULTS.nTrain, `${set}: train`);
+    // A default run samples n_val prompts and up to n_train (512): it gets every training line (128, the paper's
+    // n_train), and the test figure rests on enough prompts that one of them moves a rate by one point.
+    assert.equal(tr.length, 128, `${set}: train`);
+    assert.ok(DEFAULTS.nTrain >= tr.length, `${set}: a default run trains on every line`);
     assert.equal(va.length, DEFAULTS.nVal, `${set}: val`);
     assert.equal(te.length, 100, `${set}: test`);
     assert.deepEqual([...tr, ...va, ...te], lines);

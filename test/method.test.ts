@@ -193,7 +193,8 @@ test('layer pruning and config validation', () => {
   assert.equal(pruneLayer(10, 0.2), 8);
   assert.equal(pruneLayer(2, 0), 2);
   const c = defaultConfig(true);
-  assert.equal(c.nTrain, 128);
+  assert.equal(c.nTrain, 512);
+  assert.equal(defaultConfig(true, true).nTrain, 128, '--paper: the paper code samples 128');
   assert.equal(c.nVal, 32);
   assert.equal(c.klThreshold, 0.2);
   assert.equal(c.harmGuard, true);
