@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { readSafetensors, readSafetensorsHeader } from '../src/io/safetensors.js';
 import { BUILTIN_TEST } from '../src/method/datasets.js';
-import { ROOT, runScalpel, SMALL_RUN_FLAGS } from './support/cli.js';
+import { ROOT, runScalpel, SMALL_RUN_FLAGS, smallRunArgs } from './support/cli.js';
 
 const root = ROOT;
 const DATA = path.resolve(root, '..', 'shared', 'datasets', 'raw');
@@ -60,7 +60,7 @@ const vector = async (dir: string) => {
 // each).
 const REF = path.join(tmp, 'ref');
 const ref = () => {
-  if (!fs.existsSync(path.join(REF, 'eval.json'))) scalpel('run', '--model', MODEL, '--out', REF, ...SMALL, '--quiet');
+  if (!fs.existsSync(path.join(REF, 'eval.json'))) scalpel(...smallRunArgs(REF, ['--quiet']));
   return REF;
 };
 /** A private copy of the reference run, to change. */
@@ -120,7 +120,7 @@ test('select --lambda 0.5 re-selects with w − 0.5 (w·r / |r|²) r and invalid
 
 test('--paper: no harm guard, refusal tokens "I"/"As" without probing, zero ablation', () => {
   const dir = path.join(tmp, 'paper');
-  scalpel('run', '--model', MODEL, '--out', dir, ...SMALL, '--paper', '--eval', 'builtin-harmful-test:4', '--quiet');
+  scalpel(...smallRunArgs(dir, ['--paper', '--eval', 'builtin-harmful-test:4', '--quiet']));
   const run = json(dir, 'run.json');
   assert.equal(run.config.harmGuard, false);
   assert.equal(run.config.refusalTokens, 'paper');
@@ -142,7 +142,7 @@ test('--force recomputes a finished stage; without it a rerun resumes and says s
   const dir = copyOfRef('force');
   const stamp = (s: string) => json(dir, 'run.json').stages[s].finished_at as string;
   const [extract, select, evaluated] = [stamp('extract'), stamp('select'), stamp('eval')];
-  const resumed = scalpel('run', '--model', MODEL, '--out', dir, ...SMALL);
+  const resumed = scalpel(...smallRunArgs(dir));
   assert.match(resumed.err, /extract: already done with these settings \(resumed\)/);
   assert.match(resumed.err, /select: already done with these settings \(resumed\)/);
   assert.match(resumed.err, /eval: already done with these settings \(resumed\)/);
@@ -161,20 +161,7 @@ test('--target true: the true-refusal direction r̂ is chosen, and ablating it r
   skip: noData, // on the built-in sets at n = 8 no candidate induces refusal; the paper's harmful/harmless sets do
 }, async () => {
   const dir = path.join(tmp, 'true');
-  scalpel(
-    'run',
-    '--model',
-    MODEL,
-    '--out',
-    dir,
-    ...SMALL,
-    '--data-dir',
-    DATA,
-    '--target',
-    'true',
-    '--eval',
-    'jbb-harmful:16',
-  );
+  scalpel(...smallRunArgs(dir, ['--data-dir', DATA, '--target', 'true', '--eval', 'jbb-harmful:16']));
   const res = json(dir, 'eval.json').results;
   const sel = json(dir, 'selection.json');
   assert.equal(sel.target, 'true');
@@ -190,7 +177,7 @@ test('--target true: the true-refusal direction r̂ is chosen, and ablating it r
 
 test('--ablation affine: vector.safetensors holds the harmless-mean projections as affine_targets', async () => {
   const dir = path.join(tmp, 'affine');
-  scalpel('run', '--model', MODEL, '--out', dir, ...SMALL, '--ablation', 'affine', '--eval', 'builtin-harmful-test:4');
+  scalpel(...smallRunArgs(dir, ['--ablation', 'affine', '--eval', 'builtin-harmful-test:4']));
   const sel = json(dir, 'selection.json');
   assert.equal(sel.ablation, 'affine');
   const v = await vector(dir);
@@ -219,7 +206,7 @@ test('--ablation affine: vector.safetensors holds the harmless-mean projections 
 
 test('--alpha 1: an actadd site is selected, and adding r makes the model refuse harmless requests', () => {
   const dir = path.join(tmp, 'alpha');
-  scalpel('run', '--model', MODEL, '--out', dir, ...SMALL, '--alpha', '1', '--eval', 'builtin-harmless-test:16');
+  scalpel(...smallRunArgs(dir, ['--alpha', '1', '--eval', 'builtin-harmless-test:16']));
   const sel = json(dir, 'selection.json');
   assert.equal(sel.actadd.alpha, 1);
   assert.ok(sel.actadd.chosen, 'an activation-addition site');

@@ -10,7 +10,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getLlama, LlamaLogLevel, type Llama } from 'node-llama-cpp';
 import { bakeAblation } from '../src/method/bake.js';
 import { exportGguf } from '../src/method/export-gguf.js';
 import { loadModel } from '../src/model/load.js';
@@ -22,6 +21,7 @@ import { deriveTurnFormat, ollamaModelfile } from '../src/method/modelfile.js';
 import { mulberry32 } from '../src/rng.js';
 import { parseConfig } from '../src/arch/index.js';
 import { makeSmallRun, runScalpel } from './support/cli.js';
+import { cpuLlama, greedyOnSequence } from './support/llama-cpp.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const FIXTURES = path.join(root, 'test', 'fixtures', 'models');
@@ -58,9 +58,6 @@ const CHATS: ChatMessage[][] = [
   [{ role: 'user', content: 'Count to five, please.' }],
 ];
 
-let llamaPromise: Promise<Llama> | undefined;
-const llama = () => (llamaPromise ??= getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error }));
-
 /**
  * llama.cpp on each prompt (ids in): its raw logits after the prompt, and its greedy continuation (EOS included,
  * not stopping there).
@@ -71,7 +68,7 @@ async function llamaCppRun(
   n: number,
   texts: string[],
 ): Promise<{ tokens: number[][]; logits: Map<number, number>[]; tokenized: number[][] }> {
-  const model = await (await llama()).loadModel({ modelPath: file, gpuLayers: 0 });
+  const model = await (await cpuLlama()).loadModel({ modelPath: file, gpuLayers: 0 });
   const context = await model.createContext({ sequences: 1, contextSize: 256, threads: 1, flashAttention: false });
   const sequence = context.getSequence();
   const tokenized = texts.map((text) => model.tokenize(text, true) as number[]);
@@ -83,13 +80,7 @@ async function llamaCppRun(
       const input = prompt.map((id, i) => (i === prompt.length - 1 ? [id, { generateNext: { logits: true } }] : id));
       const res = await sequence.controlledEvaluate(input as never);
       logits.push(res.at(-1)!.next!.logits! as Map<number, number>);
-      await sequence.clearHistory();
-      const out: number[] = [];
-      for await (const t of sequence.evaluate(prompt as never, { temperature: 0, yieldEogToken: true })) {
-        out.push(t as number);
-        if (out.length === n) break;
-      }
-      tokens.push(out);
+      tokens.push(await greedyOnSequence(sequence, prompt, n));
     }
   } finally {
     await context.dispose();

@@ -161,6 +161,17 @@ test('scalpel gate on a small run, eval --gate rows follow the gate, serve --gat
       g.sources.harmful.map((s: { label: string }) => s.label),
       ['builtin-harmful-train'],
     );
+    // Every source it looked for is listed, with what its rows fitted; the public ones are missing here.
+    const considered = g.sources.considered as { label: string; status: string; stages: string[] }[];
+    assert.equal(considered.length, 10);
+    assert.deepEqual(
+      considered.filter((s) => s.status !== 'missing').map((s) => [s.label, s.status, s.stages]),
+      [
+        ['builtin-harmful-train', 'fitted', ['probe', 'threshold']],
+        ['builtin-pseudo-harmful-train', 'fitted', ['probe', 'choice']],
+      ],
+    );
+    assert.ok(considered.every((s) => s.status === 'fitted' || s.stages.length === 0));
     // The threshold keeps ≥ 95% of the harmful validation prompts flagged.
     assert.ok(g.sources.harmful[0].val_flagged >= 0.95);
     const sets = ['builtin-harmful-test:6', 'builtin-pseudo-harmful-test:6', 'builtin-harmless-test:4'];

@@ -24,7 +24,7 @@ import {
 } from '../src/method/llm-judge.js';
 import { isRefusal } from '../src/method/judge.js';
 import type { ResponseRow } from '../src/method/evaluate.js';
-import { BIN, ROOT, SMALL_RUN_FLAGS, TINY_CHAT } from './support/cli.js';
+import { BIN, ROOT, TINY_CHAT, smallRunArgs } from './support/cli.js';
 import { type FlakyProxy, startFlakyProxy } from './support/flaky-proxy.js';
 
 const NAME = 'scalpel-tiny-chat';
@@ -312,7 +312,7 @@ test('run --judge: judge.json for the eval stage; eval at another λ is judged a
 }, async () => {
   const run = path.join(tmp, 'run');
   const judge = ['--judge', `openai:${base}/v1#${NAME}`, '--quiet'];
-  await ok(['run', '--model', TINY_CHAT, '--out', run, ...SMALL_RUN_FLAGS, '--eval', EVAL_SETS, ...judge]);
+  await ok(smallRunArgs(run, ['--eval', EVAL_SETS, ...judge]));
   const j = readJson(run, 'judge.json') as JudgeJson;
   const rows = readRows(run);
   assert.equal(j.rows.length, rows.length);

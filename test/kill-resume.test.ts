@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, SMALL_RUN_FLAGS, TINY_CHAT, runScalpel } from './support/cli.js';
+import { ROOT, runScalpel, smallRunArgs } from './support/cli.js';
 import { startHubServer } from './support/hub-server.js';
 import { formatReport, killAndResume, type KillCase } from './support/kill-resume.js';
 import { startRawServer } from './support/raw-server.js';
@@ -19,8 +19,8 @@ const RAW = path.join(ROOT, '..', 'shared', 'datasets', 'raw');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-kill-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-/** The small run's flags with a small evaluation, so one uninterrupted run takes seconds. */
-const RUN_FLAGS = [...SMALL_RUN_FLAGS, '--eval', 'builtin-pseudo-harmful-test:8,builtin-harmless-test:8', '--quiet'];
+/** A small evaluation after the small run's flags, so one uninterrupted run takes seconds. */
+const RUN_EXTRA = ['--eval', 'builtin-pseudo-harmful-test:8,builtin-harmless-test:8', '--quiet'];
 
 async function check(c: KillCase, t: { diagnostic(s: string): void }): Promise<void> {
   const r = await killAndResume(c, POINTS, SEED);
@@ -32,12 +32,12 @@ async function check(c: KillCase, t: { diagnostic(s: string): void }): Promise<v
 
 test('scalpel run: killed anywhere and rerun, it resumes to the same run directory', async (t) => {
   const out = path.join(tmp, 'run');
-  await check({ name: 'run', args: ['run', '--model', TINY_CHAT, '--out', out, ...RUN_FLAGS], outputs: [out] }, t);
+  await check({ name: 'run', args: smallRunArgs(out, RUN_EXTRA), outputs: [out] }, t);
 });
 
 test('scalpel sweep: killed anywhere and rerun, it resumes to the same figures and responses', async (t) => {
   const template = path.join(tmp, 'sweep-template');
-  runScalpel('run', '--model', TINY_CHAT, '--out', template, ...RUN_FLAGS);
+  runScalpel(...smallRunArgs(template, RUN_EXTRA));
   const run = path.join(tmp, 'sweep-run');
   await check(
     {
@@ -52,17 +52,7 @@ test('scalpel sweep: killed anywhere and rerun, it resumes to the same figures a
 
 test('scalpel bake: killed anywhere and rerun, it writes the same model folder and leaves no temp folder', async (t) => {
   const run = path.join(tmp, 'bake-source');
-  runScalpel(
-    'run',
-    '--model',
-    TINY_CHAT,
-    '--out',
-    run,
-    ...SMALL_RUN_FLAGS,
-    '--eval',
-    'builtin-harmless-test:2',
-    '--quiet',
-  );
+  runScalpel(...smallRunArgs(run, ['--eval', 'builtin-harmless-test:2', '--quiet']));
   const out = path.join(tmp, 'baked');
   await check({ name: 'bake', args: ['bake', '--run', run, '--out', out, '--quiet'], outputs: [out] }, t);
 });

@@ -13,7 +13,7 @@ import { loadModel } from '../src/model/load.js';
 import { memoryNeed } from '../src/model/memory.js';
 import { parseConfig } from '../src/arch/index.js';
 import { createServer, type ScalpelServer } from '../src/serve/server.js';
-import { BIN, ROOT, SMALL_RUN_FLAGS, TINY_CHAT } from './support/cli.js';
+import { BIN, ROOT, TINY_CHAT, smallRunArgs } from './support/cli.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-limits-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -100,11 +100,7 @@ test('a model larger than the memory there is: refused before loading, with the 
 test('a full disk while a run is written: one line, and no run directory or temp file is left', () => {
   const run = path.join(tmp, 'run-full');
   // 60 KiB: run.json would fit, candidates.safetensors (about 120 KB) does not.
-  const r = scalpel(
-    ['run', '--model', TINY_CHAT, '--out', run, ...SMALL_RUN_FLAGS, '--eval', 'builtin-harmless-test:2', '--quiet'],
-    {},
-    60,
-  );
+  const r = scalpel(smallRunArgs(run, ['--eval', 'builtin-harmless-test:2', '--quiet']), {}, 60);
   oneLine(r, /^scalpel: .*run-full\/candidates\.safetensors: cannot write \(file larger than this process may write/);
   assert.ok(!fs.existsSync(run), 'the run directory it created is removed again');
   assert.deepEqual(
@@ -115,17 +111,7 @@ test('a full disk while a run is written: one line, and no run directory or temp
 
 test('a full disk while a bake is written: one line naming the output, and nothing left beside it', () => {
   const run = path.join(tmp, 'bake-run');
-  const made = scalpel([
-    'run',
-    '--model',
-    TINY_CHAT,
-    '--out',
-    run,
-    ...SMALL_RUN_FLAGS,
-    '--eval',
-    'builtin-harmless-test:2',
-    '--quiet',
-  ]);
+  const made = scalpel(smallRunArgs(run, ['--eval', 'builtin-harmless-test:2', '--quiet']));
   assert.equal(made.code, 0, made.err);
   const out = path.join(tmp, 'baked');
   // 1000 KiB: far less than the 24 MB of weights.

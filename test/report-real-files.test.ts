@@ -15,7 +15,7 @@ import type { JudgeJson } from '../src/method/llm-judge.js';
 import type { SweepJson } from '../src/method/sweep.js';
 import { loadModel } from '../src/model/load.js';
 import { createServer, type ScalpelServer } from '../src/serve/server.js';
-import { BIN, ROOT, SMALL_RUN_FLAGS, TINY_CHAT } from './support/cli.js';
+import { BIN, ROOT, TINY_CHAT, smallRunArgs } from './support/cli.js';
 
 const NAME = 'scalpel-tiny-chat';
 const DATA = path.resolve(ROOT, '..', 'shared', 'datasets', 'raw');
@@ -58,7 +58,7 @@ before(async () => {
   const loaded = await loadModel(TINY_CHAT);
   server = createServer({ loaded, name: NAME, log: (l) => access.push(l) });
   judge = `openai:${await server.listen({ port: 0 })}/v1#${NAME}`;
-  await scalpel(['run', '--model', TINY_CHAT, '--out', run, ...SMALL_RUN_FLAGS, '--eval', EVAL, '--quiet']);
+  await scalpel(smallRunArgs(run, ['--eval', EVAL, '--quiet']));
 });
 after(async () => {
   await server?.close();

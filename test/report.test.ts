@@ -12,7 +12,7 @@ import type { ResponseRow } from '../src/method/evaluate.js';
 import { mcnemarExact } from '../src/method/stats.js';
 import { esc } from '../src/report/html.js';
 import { formatP } from '../src/report/sections/headline.js';
-import { BIN, ROOT, SMALL_RUN_FLAGS, TINY_CHAT, runScalpel } from './support/cli.js';
+import { BIN, ROOT, runScalpel, smallRunArgs } from './support/cli.js';
 
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-report-'));
 const RUN = path.join(TMP, 'run');
@@ -21,7 +21,7 @@ let made = false;
 /** The small built-in-set run, made once with --report. */
 function smallRun(): string {
   if (!made) {
-    runScalpel('run', '--model', TINY_CHAT, '--out', RUN, ...SMALL_RUN_FLAGS, '--quiet', '--report');
+    runScalpel(...smallRunArgs(RUN, ['--quiet', '--report']));
     made = true;
   }
   return RUN;

@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import type { EvalResult } from '../src/method/evaluate.js';
 import type { SelectionJson } from '../src/method/rundir.js';
 import type { SweepJson, SweepResponseRow } from '../src/method/sweep.js';
-import { BIN, ROOT, TINY_CHAT, runScalpel } from './support/cli.js';
+import { BIN, ROOT, runScalpel, smallRunArgs } from './support/cli.js';
 
 const SETS = ['builtin-pseudo-harmful-test:12', 'builtin-harmful-test:12'];
 let tmp: string;
@@ -30,22 +30,7 @@ function copyRun(name: string): string {
 before(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-sweep-'));
   run = path.join(tmp, 'run');
-  runScalpel(
-    'run',
-    '--model',
-    TINY_CHAT,
-    '--out',
-    run,
-    '--n-train',
-    '16',
-    '--n-val',
-    '8',
-    '--max-new-tokens',
-    '12',
-    '--eval',
-    SETS.join(','),
-    '--quiet',
-  );
+  runScalpel(...smallRunArgs(run, ['--eval', SETS.join(','), '--quiet'], { maxNewTokens: 12 }));
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -200,18 +185,7 @@ test('sweep: bad lists and a run without a selection fail in one line', () => {
 
 test('sweep over λ × α of a --target true run: λ does not change r̂, so each α is generated once and equals eval', () => {
   const dir = path.join(tmp, 'true');
-  runScalpel(
-    'run',
-    '--model',
-    TINY_CHAT,
-    '--out',
-    dir,
-    '--n-train',
-    '16',
-    '--n-val',
-    '8',
-    '--max-new-tokens',
-    '12',
+  const extra = [
     '--eval',
     SETS.join(','),
     '--target',
@@ -224,7 +198,8 @@ test('sweep over λ × α of a --target true run: λ does not change r̂, so eac
     '--induce-threshold',
     '-100',
     '--quiet',
-  );
+  ];
+  runScalpel(...smallRunArgs(dir, extra, { maxNewTokens: 12 }));
   runScalpel('sweep', '--run', dir, '--lambda', '0,1', '--alpha', '0,-1', '--quiet');
   const s = readSweep(dir);
   assert.deepEqual(

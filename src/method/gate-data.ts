@@ -23,27 +23,21 @@ const VAL_SHARE = 0.2;
 const MAX_TRAIN_PER_SOURCE = 320;
 
 const named = (name: string): DatasetSpec => findDataset(name)!;
-const file = (name: string, path: string, column: string, source: string, slice?: [number, number]): DatasetSpec => ({
+/** A file no named set reads (so no pinned download either: only from a data directory); the gate is its one reader. */
+const file = (name: string, path: string, column: string, source: string): DatasetSpec => ({
   name,
   file: path,
   column,
   source,
-  ...(slice ? { slice } : {}),
 });
 
 export const HARMFUL_SOURCES: readonly GateSource[] = [
   { label: 'harmful-train', spec: named('harmful-train'), val: 'harmful-val' },
   { label: 'builtin-harmful-train', spec: named('builtin-harmful-train'), val: 'builtin-harmful-val' },
   { label: 'advbench', spec: named('advbench') },
-  {
-    label: 'or-bench-toxic (without its test rows)',
-    spec: file('or-bench-toxic-train', 'or-bench/or-bench-toxic.csv', 'prompt', 'OR-Bench toxic', [0, -100]),
-  },
-  {
-    label: 'malicious-instruct',
-    spec: file('malicious-instruct', 'malicious_instruct/MaliciousInstruct.txt', '', 'MaliciousInstruct'),
-  },
-  { label: 'tdc2023-dev', spec: file('tdc2023-dev', 'tdc2023/tdc2023_dev_behaviors.json', '', 'TDC 2023') },
+  { label: 'or-bench-toxic (without its test rows)', spec: named('or-bench-toxic-val') },
+  { label: 'malicious-instruct', spec: named('malicious-instruct') },
+  { label: 'tdc2023-dev', spec: named('tdc2023-dev') },
   { label: 'tdc2023-test', spec: file('tdc2023-test', 'tdc2023/tdc2023_test_behaviors.json', '', 'TDC 2023') },
 ];
 
@@ -94,11 +88,29 @@ export interface GateSet {
   dropped: number;
 }
 
+/** A source as the gate considered it, whether or not any of its rows were left to learn from. */
+export interface ConsideredSource {
+  label: string;
+  class: 'harmful' | 'pseudo';
+  /** The set it reads: a named set of datasets.ts, or a file only the gate reads. */
+  set: string;
+  /**
+   * fitted: in the gate's data; missing: its file (or its named validation set's) is not in the data directory;
+   * empty: no training or no validation row left once evaluation rows and rows of earlier sources were dropped.
+   */
+  status: 'fitted' | 'missing' | 'empty';
+  train: number;
+  val: number;
+  dropped: number;
+}
+
 export interface GateData {
   harmful: GateSet[];
   pseudo: GateSet[];
   /** Sources skipped because their file is not in the data directory. */
   missing: string[];
+  /** Every source, in the order they were read (each takes its rows before the next one), fitted or not. */
+  considered: ConsideredSource[];
 }
 
 const available = (spec: DatasetSpec, dataDir: string | undefined): boolean =>
@@ -123,11 +135,14 @@ export function loadGateData(dataDir: string | undefined, seed: number, extraExc
       for (const p of rows) banned.add(normalise(p));
     }
   const missing: string[] = [];
-  const load = (sources: readonly GateSource[]): GateSet[] => {
+  const considered: ConsideredSource[] = [];
+  const load = (sources: readonly GateSource[], cls: ConsideredSource['class']): GateSet[] => {
     const out: GateSet[] = [];
     for (const src of sources) {
+      const record = { label: src.label, class: cls, set: src.spec.name };
       if (!available(src.spec, dataDir) || (src.val && !namedVal.has(src.label))) {
         missing.push(src.label);
+        considered.push({ ...record, status: 'missing', train: 0, val: 0, dropped: 0 });
         continue;
       }
       const all = loadDatasetSpec(src.spec, dataDir).prompts;
@@ -143,10 +158,20 @@ export function loadGateData(dataDir: string | undefined, seed: number, extraExc
       const nVal = src.val ? 0 : Math.round(VAL_SHARE * mixed.length);
       const val = src.val ? namedVal.get(src.label)! : mixed.slice(0, nVal);
       const train = mixed.slice(nVal, nVal + MAX_TRAIN_PER_SOURCE);
-      if (train.length > 0 && val.length > 0)
-        out.push({ label: src.label, train, val, dropped: all.length - rows.length });
+      const dropped = all.length - rows.length;
+      const fitted = train.length > 0 && val.length > 0;
+      if (fitted) out.push({ label: src.label, train, val, dropped });
+      considered.push({
+        ...record,
+        status: fitted ? 'fitted' : 'empty',
+        train: train.length,
+        val: val.length,
+        dropped,
+      });
     }
     return out;
   };
-  return { harmful: load(HARMFUL_SOURCES), pseudo: load(PSEUDO_SOURCES), missing };
+  const harmful = load(HARMFUL_SOURCES, 'harmful');
+  const pseudo = load(PSEUDO_SOURCES, 'pseudo');
+  return { harmful, pseudo, missing, considered };
 }

@@ -14,7 +14,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import type { Backend } from './backend.js';
 import { slice } from './candidates.js';
 import { scoreAndCapture } from './extract.js';
-import { type GateData, type GateSet, loadGateData } from './gate-data.js';
+import { type ConsideredSource, type GateData, type GateSet, loadGateData } from './gate-data.js';
 import { dot, norm } from './math.js';
 import { fitLogistic, type LinearProbe, probeScore, rocAuc } from './probe.js';
 import { loadCandidates } from './candidates.js';
@@ -34,6 +34,16 @@ export const GATE_FORMAT = 'scalpel-gate/1';
 export const DEFAULT_FLAGGED = 0.95;
 const L2_GRID = [1e-3, 1e-2, 1e-1];
 
+/**
+ * The parts of the fit a source's rows decide: its training rows the probe's weights (probe); its validation rows the
+ * threshold (harmful sources) or, under that threshold, which candidate layer, positions and L2 wins (pseudo-harmful).
+ */
+export type GateStage = 'probe' | 'threshold' | 'choice';
+const STAGES: Record<ConsideredSource['class'], GateStage[]> = {
+  harmful: ['probe', 'threshold'],
+  pseudo: ['probe', 'choice'],
+};
+
 export interface GateJson {
   format: string;
   model_fingerprint: string;
@@ -51,6 +61,8 @@ export interface GateJson {
     harmful: { label: string; train: number; val: number; dropped: number; val_flagged: number }[];
     pseudo: { label: string; train: number; val: number; dropped: number; val_cleared: number }[];
     missing: string[];
+    /** Every source the gate read or looked for, fitted, missing or left empty, and what its rows fitted. */
+    considered: (ConsideredSource & { stages: GateStage[] })[];
   };
   /** Validation figures of every candidate (layer, positions, l2). */
   candidates: { layer: number; positions: number; l2: number; val_cleared: number; val_auc: number }[];
@@ -227,6 +239,7 @@ export async function fitGate(o: FitGateOptions): Promise<GateJson> {
         val_cleared: frac(valScores[nH + i]!, (x) => x < threshold),
       })),
       missing: data.missing,
+      considered: data.considered.map((s) => ({ ...s, stages: s.status === 'fitted' ? STAGES[s.class] : [] })),
     },
     candidates,
   };

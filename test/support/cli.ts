@@ -38,10 +38,30 @@ export function runScalpelAsync(...args: string[]): Promise<{ out: string; err: 
   });
 }
 
-/** Small samples of the built-in prompt sets (no --data-dir): about a second per stage. */
-export const SMALL_RUN_FLAGS = ['--n-train', '16', '--n-val', '8', '--max-new-tokens', '16'];
+/** Small samples of the built-in prompt sets (no --data-dir), `maxNewTokens` new tokens: about a second per stage. */
+export const smallRunFlags = (maxNewTokens = 16): string[] => [
+  '--n-train',
+  '16',
+  '--n-val',
+  '8',
+  '--max-new-tokens',
+  String(maxNewTokens),
+];
+export const SMALL_RUN_FLAGS = smallRunFlags();
+
+/**
+ * The arguments of `scalpel run` on the project's model into `out` with SMALL_RUN_FLAGS (or those flags with another
+ * number of new tokens), then `extra`.
+ */
+export function smallRunArgs(
+  out: string,
+  extra: readonly string[] = [],
+  opts: { maxNewTokens?: number } = {},
+): string[] {
+  return ['run', '--model', TINY_CHAT, '--out', out, ...smallRunFlags(opts.maxNewTokens), ...extra];
+}
 
 /** `scalpel run` on the project's model with SMALL_RUN_FLAGS into `runDir`. */
 export function makeSmallRun(runDir: string): void {
-  runScalpel('run', '--model', TINY_CHAT, '--out', runDir, ...SMALL_RUN_FLAGS, '--quiet');
+  runScalpel(...smallRunArgs(runDir, ['--quiet']));
 }

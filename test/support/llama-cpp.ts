@@ -1,8 +1,9 @@
 // What the export tests share for llama.cpp: an f32, untied copy of a model folder (the form in which a weight edit
 // and an adapter can be compared exactly), its base GGUF written by src/model/gguf-export.ts, and
-// greedy tokens from llama.cpp itself through node-llama-cpp (CPU prebuilt binary, never built here).
+// greedy tokens from llama.cpp itself through node-llama-cpp (CPU prebuilt binary, never built here, loaded once).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Llama, LlamaContextSequence } from 'node-llama-cpp';
 import { toFloat32 } from '../../src/io/dtype.js';
 import { writeModelGguf } from '../../src/model/gguf-export.js';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
@@ -38,6 +39,27 @@ export async function writeBaseGguf(dir: string, file: string): Promise<void> {
   await writeModelGguf(dir, file, { dtype: 'f32' });
 }
 
+let llamaPromise: Promise<Llama> | undefined;
+
+/** llama.cpp's CPU prebuilt binary (never built here, no GPU, only errors logged), loaded once per process. */
+export function cpuLlama(): Promise<Llama> {
+  llamaPromise ??= import('node-llama-cpp').then(({ getLlama, LlamaLogLevel }) =>
+    getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error }),
+  );
+  return llamaPromise;
+}
+
+/** llama.cpp's greedy continuation of a prompt (token ids) on a cleared sequence: n tokens, EOS not special. */
+export async function greedyOnSequence(sequence: LlamaContextSequence, prompt: number[], n: number): Promise<number[]> {
+  await sequence.clearHistory();
+  const tokens: number[] = [];
+  for await (const t of sequence.evaluate(prompt as never, { temperature: 0, yieldEogToken: true })) {
+    tokens.push(t as number);
+    if (tokens.length === n) break;
+  }
+  return tokens;
+}
+
 /** llama.cpp's greedy continuation (n tokens, EOS not special) of each token sequence, with LoRA adapters. */
 export async function llamaCppGreedy(
   modelPath: string,
@@ -45,9 +67,7 @@ export async function llamaCppGreedy(
   n: number,
   adapters: Array<{ filePath: string; scale: number }> = [],
 ): Promise<number[][]> {
-  const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
-  const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error });
-  const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
+  const model = await (await cpuLlama()).loadModel({ modelPath, gpuLayers: 0 });
   try {
     const context = await model.createContext({
       contextSize: 128,
@@ -56,15 +76,7 @@ export async function llamaCppGreedy(
     });
     const seq = context.getSequence();
     const out: number[][] = [];
-    for (const prompt of prompts) {
-      await seq.clearHistory();
-      const tokens: number[] = [];
-      for await (const t of seq.evaluate(prompt as never, { temperature: 0, yieldEogToken: true })) {
-        tokens.push(t as number);
-        if (tokens.length === n) break;
-      }
-      out.push(tokens);
-    }
+    for (const prompt of prompts) out.push(await greedyOnSequence(seq, prompt, n));
     await context.dispose();
     return out;
   } finally {

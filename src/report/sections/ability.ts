@@ -1,9 +1,9 @@
 // Whether general ability holds (the paper's MMLU / ARC / perplexity table), from ability.json: baseline against
 // edited, accuracies with Wilson 95% intervals, and the harmless first-token KL the edit causes.
 import { wilsonInterval } from '../../method/stats.js';
-import { esc, fixed, notMeasured, pct, table } from '../html.js';
+import { esc, fixed, pct, table } from '../html.js';
 import type { AbilityScores, ReportInputs } from '../inputs.js';
-import type { Section } from './section.js';
+import { optionalSection, type Section } from './section.js';
 
 function accuracy(a: { accuracy: number; n: number } | null): string {
   if (!a) return '–';
@@ -12,14 +12,14 @@ function accuracy(a: { accuracy: number; n: number } | null): string {
 }
 
 export function abilitySection(inputs: ReportInputs): Section {
-  const ab = inputs.ability;
-  const title = 'General ability';
-  if (!ab)
-    return {
-      id: 'ability',
-      title,
-      html: notMeasured('perplexity, MMLU, ARC-Challenge and harmless KL', `scalpel ability --run ${inputs.runDir}`),
-    };
+  const missing = {
+    what: 'perplexity, MMLU, ARC-Challenge and harmless KL',
+    command: `scalpel ability --run ${inputs.runDir}`,
+  };
+  return optionalSection('ability', 'General ability', inputs.ability, missing, abilityHtml);
+}
+
+function abilityHtml(ab: NonNullable<ReportInputs['ability']>): string {
   const { baseline, edited } = ab.conditions;
   const describe = (s: AbilityScores | undefined, key: 'mmlu' | 'arc_challenge') => {
     const x = s?.[key];
@@ -51,9 +51,5 @@ export function abilitySection(inputs: ReportInputs): Section {
   const kl = ab.kl
     ? `<p>Harmless first-token KL(baseline ‖ edited): mean ${fixed(ab.kl.first_token_mean, 4)}, 95th percentile ${fixed(ab.kl.first_token_p95, 4)} (n = ${ab.kl.n}, ${esc(ab.kl.dataset)}).</p>`
     : '';
-  return {
-    id: 'ability',
-    title,
-    html: `<p class="small">${s ? `Edited: λ = ${esc(s.lambda)}, α = ${esc(s.alpha)}, ${esc(s.ablation)} ablation at position ${esc(s.site?.position)}, layer ${esc(s.site?.layer)}.` : 'No edit: the model measured alone.'}</p>${table(['measure', 'baseline', 'edited', 'data'], rows, [1, 2])}${kl}`,
-  };
+  return `<p class="small">${s ? `Edited: λ = ${esc(s.lambda)}, α = ${esc(s.alpha)}, ${esc(s.ablation)} ablation at position ${esc(s.site?.position)}, layer ${esc(s.site?.layer)}.` : 'No edit: the model measured alone.'}</p>${table(['measure', 'baseline', 'edited', 'data'], rows, [1, 2])}${kl}`;
 }

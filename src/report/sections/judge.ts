@@ -2,9 +2,9 @@
 // disagreement and the partial verdicts, and a few disagreeing answers (joined to their text in responses.jsonl or
 // sweep-responses.jsonl).
 import type { ResponseRow } from '../../method/evaluate.js';
-import { esc, notMeasured, pct, table } from '../html.js';
+import { esc, pct, table } from '../html.js';
 import type { JudgeRow, ReportInputs } from '../inputs.js';
-import type { Section } from './section.js';
+import { optionalSection, type Section } from './section.js';
 
 const SHOWN = 5;
 
@@ -12,17 +12,14 @@ const rowKey = (r: Pick<ResponseRow, 'dataset' | 'condition' | 'lambda' | 'alpha
   JSON.stringify([r.dataset, r.condition, r.lambda ?? null, r.alpha ?? null, r.index]);
 
 export function judgeSection(inputs: ReportInputs): Section {
-  const j = inputs.judge;
-  const title = 'Judge agreement';
-  if (!j)
-    return {
-      id: 'judge',
-      title,
-      html: notMeasured(
-        'a second judge',
-        `scalpel eval --run ${inputs.runDir} --judge openai:http://127.0.0.1:PORT/v1#MODEL`,
-      ),
-    };
+  const missing = {
+    what: 'a second judge',
+    command: `scalpel eval --run ${inputs.runDir} --judge openai:http://127.0.0.1:PORT/v1#MODEL`,
+  };
+  return optionalSection('judge', 'Judge agreement', inputs.judge, missing, (j) => judgeHtml(j, inputs));
+}
+
+function judgeHtml(j: NonNullable<ReportInputs['judge']>, inputs: ReportInputs): string {
   const rows = Object.entries(j.agreement ?? {}).map(([dataset, a]) => [
     dataset,
     a.n,
@@ -39,21 +36,17 @@ export function judgeSection(inputs: ReportInputs): Section {
     const t = texts.get(rowKey(r));
     return `<div class="example"><div class="prompt"><span class="label">${esc(r.dataset)} #${r.index} · ${esc(r.condition)}${r.lambda !== null ? ` λ=${esc(r.lambda)}` : ''} · substring: ${esc(r.substring)}, judge: ${esc(r.judge)}</span> ${t ? esc(t.prompt) : ''}</div>${t ? `<pre>${esc(t.response)}</pre>` : ''}</div>`;
   });
-  return {
-    id: 'judge',
-    title,
-    html: `<p class="small">Judge: <code>${esc(j.judge)}</code>, rubric ${esc(j.rubric_version)}; ${j.rows.length} verdicts.</p>${table(
-      [
-        'dataset',
-        'n',
-        'agree',
-        'substring refusal, judge compliance',
-        'substring compliance, judge refusal',
-        'judge: partial',
-        'unreadable',
-      ],
-      rows,
-      [1, 2, 3, 4, 5, 6],
-    )}${disagree.length > 0 ? `<h4>Disagreements: ${disagree.length}${disagree.length > SHOWN ? ` (first ${SHOWN} shown)` : ''}</h4>${shown.join('')}` : ''}`,
-  };
+  return `<p class="small">Judge: <code>${esc(j.judge)}</code>, rubric ${esc(j.rubric_version)}; ${j.rows.length} verdicts.</p>${table(
+    [
+      'dataset',
+      'n',
+      'agree',
+      'substring refusal, judge compliance',
+      'substring compliance, judge refusal',
+      'judge: partial',
+      'unreadable',
+    ],
+    rows,
+    [1, 2, 3, 4, 5, 6],
+  )}${disagree.length > 0 ? `<h4>Disagreements: ${disagree.length}${disagree.length > SHOWN ? ` (first ${SHOWN} shown)` : ''}</h4>${shown.join('')}` : ''}`;
 }
