@@ -246,6 +246,17 @@ test('a real small run selected with --objective pareto: pareto.json, and a pick
     100 * poolEval.results.find((r: { condition: string }) => r.condition === cond).refusal_rate;
   assert.equal(rateOf('baseline'), base);
   assert.equal(rateOf('ablated'), chosen.harmful_refusal_generated);
+  // The report's front table shows the generated rate beside the first-token one, and says how the pick was checked.
+  runScalpel('report', run);
+  const html = fs.readFileSync(path.join(run, 'report.html'), 'utf8');
+  assert.match(html, /generated refused/);
+  assert.match(
+    html,
+    new RegExp(
+      `${pareto.pick.index} \\(pick\\)</td>(<td[^>]*>[^<]*</td>){7}<td[^>]*>${chosen.harmful_refusal_generated.toFixed(1)}%`,
+    ),
+  );
+  assert.match(html, /The pick is checked by generation/);
   // A rerun of the stage (--force) reuses the search and the stored checks: no generation, no forward pass.
   {
     const { err } = runScalpel('select', '--run', run, ...flags.filter((f) => f !== '--quiet'), '--force');

@@ -185,7 +185,8 @@ export async function paretoSelect(
   }
 
   const front = paretoFront(found.points);
-  const rule = `largest pseudo-harmful gain (score below baseline ${found.baseline.pseudo_score.toFixed(3)}) with harmful refusal ≥ baseline ${found.baseline.harmful_refusal.toFixed(1)}% − ${TOLERANCE} points at the first token and in greedy ${c.maxNewTokens}-token answers (substring judge), and KL ≤ ${c.klThreshold}`;
+  // The rule as pareto.json and selection.json state it; the baseline's generated rate is in pick_check.
+  const rule = `largest pseudo-harmful gain (score below baseline ${found.baseline.pseudo_score.toFixed(3)}) with KL ≤ ${c.klThreshold} whose harmful-pool refusal in greedy ${c.maxNewTokens}-token answers (substring judge) stays within ${TOLERANCE} points of the model's own`;
   const pickRule = {
     baselinePseudo: found.baseline.pseudo_score,
     baselineHarmful: found.baseline.harmful_refusal,
@@ -225,7 +226,7 @@ export async function paretoSelect(
     pick = { index: r.pick.index, rule, met: r.pick.met, chosen_by: 'rule' };
     if (!r.pick.met)
       ctx.log(
-        `pareto: no point meets the rule (${rule}); picked ${r.check.checked.length > 0 ? 'the checked point keeping the most generated harmful refusal' : 'the gaining point keeping the most harmful refusal'}`,
+        `pareto: no point meets the rule (${rule}); picked ${r.check.checked.length > 0 ? 'the checked point keeping the most generated harmful refusal' : 'the point with the lowest KL (none gains within the KL limit)'}`,
       );
     for (const p of r.check.checked) {
       const onFront = front.find((q) => keyOf(q) === keyOf(p));
@@ -296,7 +297,7 @@ export async function paretoSelect(
       ? `, generated ${chosen.harmful_refusal_generated.toFixed(1)}% vs ${pickCheck.baseline.harmful_refusal_generated.toFixed(1)}%`
       : '';
   ctx.log(
-    `pareto: ${front.length} points on the front; picked position ${chosen.position}, layer ${chosen.layer}, λ ${chosen.lambda}, ${chosen.ablation}, strength ${chosen.strength} (pseudo-val score ${chosen.pseudo_score.toFixed(3)}, harmful kept ${chosen.harmful_refusal.toFixed(1)}% vs ${found.baseline.harmful_refusal.toFixed(1)}% at the first token${generated}, KL ${chosen.kl.toFixed(3)}); search ${fp.search} forward passes, ${fp.exhaustive} for the whole space${fp.pick ? `; pick check ${fp.pick.forward_passes} (${fp.pick.points_checked} points)` : ''}`,
+    `pareto: ${front.length} points on the front; picked position ${chosen.position}, layer ${chosen.layer}, λ ${chosen.lambda}, ${chosen.ablation}, strength ${chosen.strength} (pseudo-val score ${chosen.pseudo_score.toFixed(3)}, harmful kept ${chosen.harmful_refusal.toFixed(1)}% vs ${found.baseline.harmful_refusal.toFixed(1)}% at the first token${generated}, KL ${chosen.kl.toFixed(3)}); search ${fp.search} forward passes, ${fp.exhaustive} for the whole space${fp.pick ? `; pick check ${fp.pick.forward_passes} (${fp.pick.points_checked} point${fp.pick.points_checked === 1 ? '' : 's'} generated)` : ''}`,
   );
 }
 

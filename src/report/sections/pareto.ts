@@ -149,7 +149,7 @@ export async function paretoSection(inputs: ReportInputs): Promise<Section | nul
     ),
   );
   parts.push(
-    `<p class="small">Pick: ${esc(doc.pick.chosen_by === 'rule' ? `${String(doc.pick.rule)}${doc.pick.met ? '' : ' (no point met it; the gaining point keeping the most harmful refusal)'}` : `--pick ${doc.pick.index}`)}. ${typeof fp?.search === 'number' && typeof fp.exhaustive === 'number' ? `Search cost: ${fp.search.toLocaleString('en')} forward passes (prompt prefills) against ${fp.exhaustive.toLocaleString('en')} for scoring every edit of the space on every prompt (${((100 * fp.search) / fp.exhaustive).toFixed(1)}%).` : ''}</p>`,
+    `<p class="small">Pick: ${esc(doc.pick.chosen_by === 'rule' ? `${String(doc.pick.rule)}${doc.pick.met ? '' : ' (no point met it; the checked point keeping the most generated harmful refusal)'}` : `--pick ${doc.pick.index}`)}. ${typeof fp?.search === 'number' && typeof fp.exhaustive === 'number' ? `Search cost: ${fp.search.toLocaleString('en')} forward passes (prompt prefills) against ${fp.exhaustive.toLocaleString('en')} for scoring every edit of the space on every prompt (${((100 * fp.search) / fp.exhaustive).toFixed(1)}%).` : ''}</p>`,
   );
   const check = doc.pick_check;
   if (check && typeof check === 'object')
