@@ -267,6 +267,19 @@ test('a real small run selected with --objective pareto: pareto.json, and a pick
     const p2 = JSON.parse(fs.readFileSync(path.join(run, 'pareto.json'), 'utf8'));
     assert.deepEqual([p2.pick, p2.pick_check, p2.forward_passes], [pareto.pick, check, fp]);
   }
+  // A check cut short (what a killed select leaves: the points generated so far, no pick) resumes where it stopped.
+  {
+    const file = path.join(run, 'pareto.json');
+    const cut = JSON.parse(fs.readFileSync(file, 'utf8'));
+    cut.pick_check.checked.pop();
+    cut.pick.index = -1;
+    fs.writeFileSync(file, JSON.stringify(cut));
+    runScalpel('select', '--run', run, ...flags, '--force');
+    const again = JSON.parse(fs.readFileSync(path.join(run, 'run.json'), 'utf8'));
+    assert.equal(again.stages.select.prompt_prefills, 8, 'only the missing point is generated');
+    const p2 = JSON.parse(fs.readFileSync(file, 'utf8'));
+    assert.deepEqual([p2.pick, p2.pick_check], [pareto.pick, check]);
+  }
   // Another --max-new-tokens is another check (the search is still reused: only generation is spent).
   {
     runScalpel('select', '--run', run, ...flags.map((f) => (f === '8' ? '6' : f)));

@@ -74,7 +74,8 @@ function usable(stored: unknown, key: string): PickCheck | null {
 /**
  * Walks the rule's candidates on `front` until one keeps its generated harmful refusal (or none is left) and returns
  * the pick, the check as pareto.json records it and the forward passes this call spent (0 when all was stored).
- * `harmful`: the encoded harmful-pool prompts the search scored; `hooksFor`: an edit's hooks.
+ * `harmful`: the encoded harmful-pool prompts the search scored; `hooksFor`: an edit's hooks; `save`: called with the
+ * check so far after each generation, so a killed select keeps what it generated.
  */
 export async function checkPick(
   ctx: StageContext,
@@ -84,6 +85,7 @@ export async function checkPick(
   key: string,
   stored: unknown,
   hooksFor: (e: Edit) => HookMap,
+  save: (check: PickCheck) => Promise<void>,
 ): Promise<{ pick: Pick; check: PickCheck; spent: number }> {
   const c = ctx.config;
   const b = ctx.backend;
@@ -114,13 +116,24 @@ export async function checkPick(
   };
 
   const order = ruleCandidates(front, rule);
+  const checked: CheckedEdit[] = [];
   let baseline = old?.baseline ?? null;
+  const record = (): PickCheck => ({
+    key,
+    max_new_tokens: c.maxNewTokens,
+    judge_substrings: [...c.judgeSubstrings],
+    n: harmful.length,
+    tolerance: rule.tolerance,
+    baseline,
+    // Stored points this walk has not reached stay in the record: a later walk may need them.
+    checked: [...checked, ...[...oldByEdit.values()].filter((p) => !checked.some((q) => editKey(q) === editKey(p)))],
+  });
   if (!baseline && order.length > 0) {
     const g = await generate('pareto check: baseline');
     baseline = { harmful_refusal_generated: g.rate, ...g.cost };
+    await save(record());
   }
   const baseRate = baseline?.harmful_refusal_generated ?? Number.NaN;
-  const checked: CheckedEdit[] = [];
   const results: GeneratedRefusal[] = [];
   for (const index of order) {
     const p = front[index]!;
@@ -148,6 +161,7 @@ export async function checkPick(
     }
     const passed = rate >= baseRate - rule.tolerance - 1e-9;
     checked.push({ ...edit, position: p.position, harmful_refusal_generated: rate, passed, ...cost });
+    if (!kept) await save(record());
     results.push({ index, generated: rate });
     ctx.log(
       `pareto check: front point ${index} (position ${p.position}, layer ${p.layer}, λ ${p.lambda}, ${p.ablation}, strength ${p.strength}): harmful refused ${rate.toFixed(1)}% generated vs ${baseRate.toFixed(1)}% baseline (first token ${p.harmful_refusal.toFixed(1)}%)${kept ? ', stored' : ''}: ${passed ? 'within' : 'beyond'} ${rule.tolerance} points`,
@@ -155,16 +169,8 @@ export async function checkPick(
     if (passed) break;
   }
   const pick = pickFromChecks(front, rule, results, baseRate);
-  const check: PickCheck = {
-    key,
-    max_new_tokens: c.maxNewTokens,
-    judge_substrings: [...c.judgeSubstrings],
-    n: harmful.length,
-    tolerance: rule.tolerance,
-    baseline,
-    checked,
-  };
-  return { pick, check, spent };
+  // The final record is this walk's points only, in the order walked (what the pick was decided on).
+  return { pick, check: { ...record(), checked }, spent };
 }
 
 /** The forward passes a check records (baseline and every point checked), stored ones included. */

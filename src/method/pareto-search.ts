@@ -221,6 +221,15 @@ export async function paretoSelect(
           ),
           L,
         ),
+      // Until the walk ends, pareto.json holds the search and the checks so far with no pick, so a killed select
+      // resumes from them.
+      (check) =>
+        writeJson(ctx.runDir, FILES.pareto, {
+          ...found,
+          front,
+          pick: { index: -1, rule: 'not decided: the generation check was under way', met: false, chosen_by: 'rule' },
+          pick_check: check,
+        } satisfies ParetoJson),
     );
     pickCheck = r.check;
     pick = { index: r.pick.index, rule, met: r.pick.met, chosen_by: 'rule' };
