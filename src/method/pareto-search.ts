@@ -203,7 +203,7 @@ export async function paretoSelect(
     // A user's explicit choice is not second-guessed: no generation check.
     pick = { index: c.pick, rule, met: false, chosen_by: '--pick' };
   } else {
-    // The first-token screen ranks the candidates; greedy, judged answers on the same pool prompts decide (pareto-check.ts).
+    // The front's gaining points, largest gain first; greedy, judged answers on the search's pool prompts decide.
     const checkKey = JSON.stringify({ search: searchKey, maxNewTokens: c.maxNewTokens, judge: c.judgeSubstrings });
     const r = await checkPick(
       ctx,
