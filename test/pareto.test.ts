@@ -12,7 +12,15 @@ import { ablationHook, postInstructionAblationHook } from '../src/method/hooks.j
 import { bakeTensor } from '../src/method/bake.js';
 import { validateSettings } from '../src/method/intervention.js';
 import { isPoint } from '../src/method/pareto-search.js';
-import { defaultPick, dominates, paretoFront, paretoRanks, type Objectives } from '../src/method/pareto.js';
+import {
+  defaultPick,
+  dominates,
+  paretoFront,
+  paretoRanks,
+  pickFromChecks,
+  ruleCandidates,
+  type Objectives,
+} from '../src/method/pareto.js';
 import { DATASETS, loadPromptSet, promptKey } from '../src/method/datasets.js';
 import { mulberry32 } from '../src/rng.js';
 import { BIN, ROOT, runScalpel, TINY_CHAT } from './support/cli.js';
@@ -75,6 +83,45 @@ test('the default pick: the largest gain within 2 points of harmful refusal and 
   assert.equal(defaultPick(paretoFront([pt(0.3, 100, 0)]), rule).met, false);
 });
 
+test('the generation check: candidates by gain, the first within 2 generated points, else the most kept', () => {
+  const rule = { baselinePseudo: 0.2, baselineHarmful: 100, tolerance: 2, klMax: 0.2 };
+  const front = paretoFront([
+    pt(-0.8, 90, 0.1), // 0: loses 10 first-token points, still checked: generation decides
+    pt(-0.4, 100, 0.1), // 1: the first-token pick
+    pt(-0.3, 98, 0.05), // 2
+    pt(-0.35, 100, 0.3), // KL over the limit: out
+    pt(0.0, 100, 0.01), // 3
+    pt(0.5, 100, 0), // no gain: out
+  ]);
+  const at = (score: number) => front.findIndex((p) => p.pseudo_score === score);
+  assert.deepEqual(ruleCandidates(front, rule), [at(-0.8), at(-0.4), at(-0.3), at(0.0)]);
+  assert.equal(defaultPick(front, rule).index, at(-0.4), 'the first-token rule alone would take the second');
+  // Generated refusal: baseline 90%. The first two lose 3 and 6 generated points; the next keeps 88 (2 lost): met.
+  const checks = [
+    { index: at(-0.8), generated: 87 },
+    { index: at(-0.4), generated: 84 },
+    { index: at(-0.3), generated: 88 },
+  ];
+  assert.deepEqual(pickFromChecks(front, rule, checks, 90), { index: at(-0.3), met: true });
+  // None within 2 points: the checked point keeping the most generated refusal, flagged; ties go to the larger gain.
+  const none = [
+    { index: at(-0.8), generated: 70 },
+    { index: at(-0.4), generated: 80 },
+    { index: at(-0.3), generated: 86 },
+    { index: at(0.0), generated: 86 },
+  ];
+  assert.deepEqual(pickFromChecks(front, rule, none, 90), { index: at(-0.3), met: false });
+  // The first-token measure does not screen: a point it says loses 10 points but whose answers keep refusing is met.
+  assert.deepEqual(pickFromChecks(front, rule, [{ index: at(-0.8), generated: 90 }], 90), {
+    index: at(-0.8),
+    met: true,
+  });
+  // Nothing to check (no gain within the KL limit): the old fallback (lowest KL), not met.
+  const none2 = paretoFront([pt(0.3, 100, 0.1), pt(-0.3, 80, 0.4)]);
+  assert.deepEqual(ruleCandidates(none2, rule), []);
+  assert.deepEqual(pickFromChecks(none2, rule, [], Number.NaN), { index: 1, met: false });
+});
+
 function ctxOf(batch: number, seq: number, width: number): HookContext {
   return {
     layer: 0,
@@ -133,19 +180,117 @@ test('a real small run selected with --objective pareto: pareto.json, and a pick
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'scalpel-pareto-'));
   const run = path.join(tmp, 'run');
   runScalpel('extract', '--model', TINY_CHAT, '--out', run, '--n-train', '16', '--n-val', '4', '--quiet');
-  const flags = ['--objective', 'pareto', '--prune', '0.5', '--harmful-pool', 'builtin-harmful-val:8', '--quiet'];
+  // The pool is a flag; a test set here (never in a real run) lets eval, which refuses validation prompts, recheck it.
+  const pool = 'builtin-harmful-test:8';
+  const flags = ['--objective', 'pareto', '--prune', '0.5', '--harmful-pool', pool, '--max-new-tokens', '8', '--quiet'];
   runScalpel('select', '--run', run, ...flags);
   const pareto = JSON.parse(fs.readFileSync(path.join(run, 'pareto.json'), 'utf8'));
   assert.equal(pareto.format, 'scalpel-pareto/1');
   assert.ok(pareto.front.length >= 1);
   for (const p of pareto.front) assert.ok(!pareto.points.some((q: Objectives) => dominates(q, p)));
   assert.equal(pareto.harmful_pool.n, 8);
-  // Forward passes counted: the search spends fewer than scoring every edit of the space, and run.json agrees.
-  const runJson = JSON.parse(fs.readFileSync(path.join(run, 'run.json'), 'utf8'));
-  assert.equal(runJson.stages.select.prompt_prefills, pareto.forward_passes.search);
-  assert.ok(pareto.forward_passes.search < pareto.forward_passes.exhaustive);
-  // The pick is the run's configuration, selection.json's choice and vector.safetensors' direction.
+  // The pick was checked by generation: the rule's candidates in order of gain, stopping at the first that keeps
+  // its generated refusal within 2 points; the pick satisfies that or is flagged as not met.
+  const check = pareto.pick_check;
+  const rule = {
+    baselinePseudo: pareto.baseline.pseudo_score,
+    baselineHarmful: pareto.baseline.harmful_refusal,
+    tolerance: 2,
+    klMax: 0.2,
+  };
+  const order = ruleCandidates(pareto.front, rule);
+  assert.ok(order.length >= 1, 'the seeded run has a candidate to check');
+  assert.equal(check.max_new_tokens, 8);
+  assert.equal(check.n, 8);
+  const base = check.baseline.harmful_refusal_generated;
+  const within = (g: number) => g >= base - 2;
+  assert.deepEqual(
+    check.checked.map((c: { position: number; layer: number; lambda: number; ablation: string; strength: number }) =>
+      pareto.front.findIndex(
+        (p: typeof c) =>
+          p.position === c.position &&
+          p.layer === c.layer &&
+          p.lambda === c.lambda &&
+          p.ablation === c.ablation &&
+          p.strength === c.strength,
+      ),
+    ),
+    order.slice(0, check.checked.length),
+  );
+  const rates: number[] = check.checked.map((c: { harmful_refusal_generated: number }) => c.harmful_refusal_generated);
+  for (const r of rates) assert.equal((r * 8) / 100, Math.round((r * 8) / 100), 'a share of the 8 pool prompts');
+  assert.ok(
+    rates.slice(0, -1).every((r) => !within(r)),
+    'the walk stops at the first that passes',
+  );
   const chosen = pareto.front[pareto.pick.index];
+  assert.equal(chosen.harmful_refusal_generated, pareto.pick.met ? rates.at(-1) : Math.max(...rates));
+  if (pareto.pick.met) assert.ok(within(chosen.harmful_refusal_generated));
+  else assert.ok(rates.every((r) => !within(r)) && check.checked.length === order.length);
+  // Forward passes counted: the search spends fewer than scoring every edit of the space; the check's generation
+  // (one prefill per prompt, one decode step per token after the first) is its own entry, and run.json agrees.
+  const runJson = JSON.parse(fs.readFileSync(path.join(run, 'run.json'), 'utf8'));
+  const fp = pareto.forward_passes;
+  assert.equal(fp.pick.points_checked, check.checked.length);
+  assert.equal(fp.pick.prompt_prefills, 8 * (1 + check.checked.length));
+  assert.ok(fp.pick.decode_steps > 0 && fp.pick.decode_steps <= 7 * 8 * (1 + check.checked.length));
+  assert.equal(fp.pick.forward_passes, fp.pick.prompt_prefills + fp.pick.decode_steps);
+  assert.equal(runJson.stages.select.prompt_prefills, fp.search + fp.pick.prompt_prefills);
+  assert.equal(runJson.stages.select.decode_steps, fp.pick.decode_steps);
+  assert.ok(fp.search < fp.exhaustive);
+  // eval on the same 8 pool prompts at the pick (its own generation path) finds the same refusal rates.
+  const poolEval = JSON.parse(
+    runScalpel('eval', '--run', run, '--dataset', pool, '--max-new-tokens', '8', '--json', '--quiet').out,
+  );
+  const rateOf = (cond: string) =>
+    100 * poolEval.results.find((r: { condition: string }) => r.condition === cond).refusal_rate;
+  assert.equal(rateOf('baseline'), base);
+  assert.equal(rateOf('ablated'), chosen.harmful_refusal_generated);
+  // The report's front table shows the generated rate beside the first-token one, and says how the pick was checked.
+  runScalpel('report', run);
+  const html = fs.readFileSync(path.join(run, 'report.html'), 'utf8');
+  assert.match(html, /generated refused/);
+  assert.match(
+    html,
+    new RegExp(
+      `${pareto.pick.index} \\(pick\\)</td>(<td[^>]*>[^<]*</td>){7}<td[^>]*>${chosen.harmful_refusal_generated.toFixed(1)}%`,
+    ),
+  );
+  assert.match(html, /The pick is checked by generation/);
+  // A rerun of the stage (--force) reuses the search and the stored checks: no generation, no forward pass.
+  {
+    const { err } = runScalpel('select', '--run', run, ...flags.filter((f) => f !== '--quiet'), '--force');
+    assert.match(err, /reusing the search/);
+    assert.match(err, /, stored: /);
+    const again = JSON.parse(fs.readFileSync(path.join(run, 'run.json'), 'utf8'));
+    assert.equal(again.stages.select.forward_passes, 0);
+    const p2 = JSON.parse(fs.readFileSync(path.join(run, 'pareto.json'), 'utf8'));
+    assert.deepEqual([p2.pick, p2.pick_check, p2.forward_passes], [pareto.pick, check, fp]);
+  }
+  // A check cut short (what a killed select leaves: the points generated so far, no pick) resumes where it stopped.
+  {
+    const file = path.join(run, 'pareto.json');
+    const cut = JSON.parse(fs.readFileSync(file, 'utf8'));
+    cut.pick_check.checked.pop();
+    cut.pick.index = -1;
+    fs.writeFileSync(file, JSON.stringify(cut));
+    runScalpel('select', '--run', run, ...flags, '--force');
+    const again = JSON.parse(fs.readFileSync(path.join(run, 'run.json'), 'utf8'));
+    assert.equal(again.stages.select.prompt_prefills, 8, 'only the missing point is generated');
+    const p2 = JSON.parse(fs.readFileSync(file, 'utf8'));
+    assert.deepEqual([p2.pick, p2.pick_check], [pareto.pick, check]);
+  }
+  // Another --max-new-tokens is another check (the search is still reused: only generation is spent).
+  {
+    runScalpel('select', '--run', run, ...flags.map((f) => (f === '8' ? '6' : f)));
+    const again = JSON.parse(fs.readFileSync(path.join(run, 'run.json'), 'utf8'));
+    const p3 = JSON.parse(fs.readFileSync(path.join(run, 'pareto.json'), 'utf8'));
+    assert.equal(p3.pick_check.max_new_tokens, 6);
+    assert.equal(again.stages.select.prompt_prefills, p3.forward_passes.pick.prompt_prefills);
+    assert.ok(again.stages.select.decode_steps > 0);
+  }
+  runScalpel('select', '--run', run, ...flags);
+  // The pick is the run's configuration, selection.json's choice and vector.safetensors' direction.
   const sel = JSON.parse(fs.readFileSync(path.join(run, 'selection.json'), 'utf8'));
   assert.deepEqual(
     [sel.chosen.position, sel.chosen.layer, sel.lambda, sel.ablation, sel.strength],
@@ -184,7 +329,7 @@ test('a real small run selected with --objective pareto: pareto.json, and a pick
     );
     assert.match(err, /reusing the search/);
     const again = JSON.parse(fs.readFileSync(path.join(run, 'run.json'), 'utf8'));
-    assert.equal(again.stages.select.prompt_prefills, 0);
+    assert.equal(again.stages.select.forward_passes, 0, 'an explicit --pick is not checked by generation');
     const p = pareto.front[zeroAt];
     assert.equal(again.config.strength, p.strength);
     const bad = spawnSync(process.execPath, [

@@ -21,7 +21,8 @@ import { pruneLayer } from './config.js';
 import { loadPromptSet, type SampledSets } from './datasets.js';
 import { candidateAblation, interventionHooks, type AblationMode } from './intervention.js';
 import { klDivergence, mean, norm, refusalScore } from './math.js';
-import { defaultPick, paretoFront, paretoRanks, type Objectives } from './pareto.js';
+import { checkCost, checkPick, type GenerationCost, type PickCheck } from './pareto-check.js';
+import { paretoFront, paretoRanks, type Edit, type Objectives } from './pareto.js';
 import { FILES, readJson, writeJson, type SelectionJson, type SelectionRow } from './rundir.js';
 import type { StageContext } from './stage.js';
 
@@ -40,14 +41,7 @@ const HARMFUL_PER_VAL = 4;
 const TOLERANCE = 2;
 export const PARETO_FORMAT = 'scalpel-pareto/1';
 
-/** One edit of the search space. */
-export interface Edit {
-  position_index: number;
-  layer: number;
-  lambda: number;
-  ablation: AblationMode;
-  strength: number;
-}
+export type { Edit } from './pareto.js';
 
 /** A scored edit as pareto.json lists it. */
 export interface ParetoPoint extends Edit, Objectives {
@@ -56,6 +50,8 @@ export interface ParetoPoint extends Edit, Objectives {
   harmful_score: number;
   /** Prompts it was scored on: pseudo-harmful, harmful pool, harmless. */
   n: [number, number, number];
+  /** Front points the pick checked by generation: % of the harmful-pool prompts refused in greedy answers (judged). */
+  harmful_refusal_generated?: number;
 }
 
 export interface ParetoJson {
@@ -69,11 +65,15 @@ export interface ParetoJson {
   points: ParetoPoint[];
   front: ParetoPoint[];
   pick: { index: number; rule: string; met: boolean; chosen_by: 'rule' | '--pick' };
+  /** The rule's candidates checked by generation (pareto-check.ts); absent when --pick chose. */
+  pick_check?: PickCheck;
   forward_passes: {
     search: number;
     exhaustive: number;
     share: number;
     rungs: { stage: string; n: number; edits: number }[];
+    /** What the pick's generation check cost (baseline and points checked; stored checks included). */
+    pick?: GenerationCost & { points_checked: number };
   };
   seconds: number;
 }
@@ -159,7 +159,7 @@ export async function paretoSelect(
   });
 
   const previous = existsSync(join(ctx.runDir, FILES.pareto)) ? readJson<ParetoJson>(ctx.runDir, FILES.pareto) : null;
-  let found: Omit<ParetoJson, 'front' | 'pick'>;
+  let found: Omit<ParetoJson, 'front' | 'pick' | 'pick_check'>;
   let rows: SelectionRow[] | null = null;
   if (
     previous?.format === PARETO_FORMAT &&
@@ -170,7 +170,14 @@ export async function paretoSelect(
     isObjectives(previous.baseline)
   ) {
     ctx.log(`pareto: reusing the search in ${FILES.pareto} (${previous.points.length} points)`);
-    found = previous;
+    // The search alone: the stored pick, its check and the check's marks on points are decided again below.
+    const { front: _f, pick: _p, pick_check: _c, ...rest } = previous;
+    const { pick: _fp, ...searchPasses } = previous.forward_passes;
+    found = {
+      ...rest,
+      forward_passes: searchPasses,
+      points: previous.points.map(({ harmful_refusal_generated: _g, ...p }) => p),
+    };
   } else {
     const r = await search(ctx, sampled, cand, rt, harmfulText, searchKey);
     found = { ...r.found, harmful_pool: { name: c.harmfulPool, size: poolPrompts.length, n: nHarm } };
@@ -178,26 +185,70 @@ export async function paretoSelect(
   }
 
   const front = paretoFront(found.points);
-  const rule = `largest pseudo-harmful gain (score below baseline ${found.baseline.pseudo_score.toFixed(3)}) with harmful refusal ≥ baseline ${found.baseline.harmful_refusal.toFixed(1)}% − ${TOLERANCE} points and KL ≤ ${c.klThreshold}`;
+  // The rule as pareto.json and selection.json state it; the baseline's generated rate is in pick_check.
+  const rule = `largest pseudo-harmful gain (score below baseline ${found.baseline.pseudo_score.toFixed(3)}) with KL ≤ ${c.klThreshold} whose harmful-pool refusal in greedy ${c.maxNewTokens}-token answers (substring judge) stays within ${TOLERANCE} points of the model's own`;
+  const pickRule = {
+    baselinePseudo: found.baseline.pseudo_score,
+    baselineHarmful: found.baseline.harmful_refusal,
+    tolerance: TOLERANCE,
+    klMax: c.klThreshold,
+  };
   let pick: ParetoJson['pick'];
+  let pickCheck: PickCheck | undefined;
   if (c.pick !== undefined) {
     if (c.pick >= front.length)
       throw new ScalpelError(
         `--pick ${c.pick}: the front has ${front.length} points (0 to ${front.length - 1}); see ${join(ctx.runDir, FILES.pareto)}`,
       );
+    // A user's explicit choice is not second-guessed: no generation check.
     pick = { index: c.pick, rule, met: false, chosen_by: '--pick' };
   } else {
-    const p = defaultPick(front, {
-      baselinePseudo: found.baseline.pseudo_score,
-      baselineHarmful: found.baseline.harmful_refusal,
-      tolerance: TOLERANCE,
-      klMax: c.klThreshold,
-    });
-    pick = { index: p.index, rule, met: p.met, chosen_by: 'rule' };
-    if (!p.met)
-      ctx.log(`pareto: no point meets the rule (${rule}); picked the gaining point keeping the most harmful refusal`);
+    // The front's gaining points, largest gain first; greedy, judged answers on the search's pool prompts decide.
+    const checkKey = JSON.stringify({ search: searchKey, maxNewTokens: c.maxNewTokens, judge: c.judgeSubstrings });
+    const r = await checkPick(
+      ctx,
+      front,
+      pickRule,
+      harmfulText.map((p) => b.encodePrompt(p)),
+      checkKey,
+      previous?.pick_check,
+      (e) =>
+        interventionHooks(
+          candidateAblation(
+            cand,
+            { positionIndex: e.position_index, layer: e.layer },
+            { target: 'false', ablation: e.ablation, lambda: e.lambda, strength: e.strength },
+          ),
+          L,
+        ),
+      // Until the walk ends, pareto.json holds the search and the checks so far with no pick, so a killed select
+      // resumes from them.
+      (check) =>
+        writeJson(ctx.runDir, FILES.pareto, {
+          ...found,
+          front,
+          pick: { index: -1, rule: 'not decided: the generation check was under way', met: false, chosen_by: 'rule' },
+          pick_check: check,
+        } satisfies ParetoJson),
+    );
+    pickCheck = r.check;
+    pick = { index: r.pick.index, rule, met: r.pick.met, chosen_by: 'rule' };
+    if (!r.pick.met)
+      ctx.log(
+        `pareto: no point meets the rule (${rule}); picked ${r.check.checked.length > 0 ? 'the checked point keeping the most generated harmful refusal' : 'the point with the lowest KL (none gains within the KL limit)'}`,
+      );
+    for (const p of r.check.checked) {
+      const onFront = front.find((q) => keyOf(q) === keyOf(p));
+      if (onFront) onFront.harmful_refusal_generated = p.harmful_refusal_generated;
+    }
   }
-  const pareto: ParetoJson = { ...found, front, pick };
+  const pareto: ParetoJson = {
+    ...found,
+    front,
+    pick,
+    ...(pickCheck ? { pick_check: pickCheck } : {}),
+    forward_passes: { ...found.forward_passes, ...(pickCheck ? { pick: checkCost(pickCheck) } : {}) },
+  };
   await writeJson(ctx.runDir, FILES.pareto, pareto);
 
   const chosen = front[pick.index]!;
@@ -219,6 +270,16 @@ export async function paretoSelect(
       objective: 'pareto',
       pick: pick.chosen_by === 'rule' ? rule : `--pick ${pick.index}`,
       rule_met: pick.met,
+      ...(pickCheck
+        ? {
+            harmful_refusal_generated: {
+              baseline: pickCheck.baseline?.harmful_refusal_generated ?? null,
+              chosen: front[pick.index]!.harmful_refusal_generated ?? null,
+              n: pickCheck.n,
+              max_new_tokens: pickCheck.max_new_tokens,
+            },
+          }
+        : {}),
       front: `${front.length} points in ${FILES.pareto}`,
       prune_from_layer: pruneLayer(L, c.prunePercent),
     },
@@ -239,9 +300,13 @@ export async function paretoSelect(
   };
   await writeJson(ctx.runDir, FILES.selection, sel);
   await writeVector(cand, { i: chosen.position_index, l: chosen.layer, position: chosen.position });
-  const fp = found.forward_passes;
+  const fp = pareto.forward_passes;
+  const generated =
+    chosen.harmful_refusal_generated !== undefined && pickCheck?.baseline
+      ? `, generated ${chosen.harmful_refusal_generated.toFixed(1)}% vs ${pickCheck.baseline.harmful_refusal_generated.toFixed(1)}%`
+      : '';
   ctx.log(
-    `pareto: ${front.length} points on the front; picked position ${chosen.position}, layer ${chosen.layer}, λ ${chosen.lambda}, ${chosen.ablation}, strength ${chosen.strength} (pseudo-val score ${chosen.pseudo_score.toFixed(3)}, harmful kept ${chosen.harmful_refusal.toFixed(1)}% vs ${found.baseline.harmful_refusal.toFixed(1)}%, KL ${chosen.kl.toFixed(3)}); search ${fp.search} forward passes, ${fp.exhaustive} for the whole space`,
+    `pareto: ${front.length} points on the front; picked position ${chosen.position}, layer ${chosen.layer}, λ ${chosen.lambda}, ${chosen.ablation}, strength ${chosen.strength} (pseudo-val score ${chosen.pseudo_score.toFixed(3)}, harmful kept ${chosen.harmful_refusal.toFixed(1)}% vs ${found.baseline.harmful_refusal.toFixed(1)}% at the first token${generated}, KL ${chosen.kl.toFixed(3)}); search ${fp.search} forward passes, ${fp.exhaustive} for the whole space${fp.pick ? `; pick check ${fp.pick.forward_passes} (${fp.pick.points_checked} point${fp.pick.points_checked === 1 ? '' : 's'} generated)` : ''}`,
   );
 }
 

@@ -2,6 +2,16 @@
 // that scores the edits is pareto-search.ts). Three objectives: the pseudo-harmful validation refusal score (lower is
 // better: fewer false refusals), the share of harmful validation prompts still refused (higher is better) and the
 // mean first-token KL on harmless validation prompts (lower is better: the model otherwise unchanged).
+import type { AblationMode } from './intervention.js';
+
+/** One edit of the search space. */
+export interface Edit {
+  position_index: number;
+  layer: number;
+  lambda: number;
+  ablation: AblationMode;
+  strength: number;
+}
 
 /** The three numbers every point of the search is judged on. */
 export interface Objectives {
@@ -93,4 +103,52 @@ export function defaultPick(front: readonly Objectives[], rule: PickRule): Pick 
     ),
     met: false,
   };
+}
+
+/**
+ * The front points the generation check (pareto-check.ts) walks, largest pseudo-harmful gain first: a gain and KL
+ * within the limit. The first-token harmful refusal does not screen them: it is the measure being checked, and on
+ * the project's model it rejects points whose generated refusal is intact (strength 0.5: 96% at the first token,
+ * 100% generated, as the baseline).
+ */
+export function ruleCandidates(front: readonly Objectives[], rule: PickRule): number[] {
+  const out: number[] = [];
+  front.forEach((p, i) => {
+    if (p.kl <= rule.klMax && p.pseudo_score < rule.baselinePseudo) out.push(i);
+  });
+  return out.sort((a, b) => front[a]!.pseudo_score - front[b]!.pseudo_score || a - b);
+}
+
+/** A front point's harmful refusal as generated and judged (greedy answers, substring judge), in %. */
+export interface GeneratedRefusal {
+  index: number;
+  generated: number;
+}
+
+/**
+ * The pick once candidates were checked by generation (`checked`, in the order they were checked): the first whose
+ * generated harmful refusal stays within the tolerance of the model's own (`baselineGenerated`), met. If none does,
+ * the checked point keeping the most generated refusal (ties: the larger gain), not met; with nothing checked (no
+ * point gains within the KL limit), defaultPick's fallback.
+ */
+export function pickFromChecks(
+  front: readonly Objectives[],
+  rule: PickRule,
+  checked: readonly GeneratedRefusal[],
+  baselineGenerated: number,
+): Pick {
+  // Rates are shares of prompts in %; the slack keeps an exact 2-point loss (say 90 → 88) from failing on rounding.
+  const ok = checked.find((c) => c.generated >= baselineGenerated - rule.tolerance - 1e-9);
+  if (ok) return { index: ok.index, met: true };
+  let best: GeneratedRefusal | undefined;
+  for (const c of checked)
+    if (
+      !best ||
+      c.generated > best.generated ||
+      (c.generated === best.generated && front[c.index]!.pseudo_score < front[best.index]!.pseudo_score)
+    )
+      best = c;
+  if (best) return { index: best.index, met: false };
+  const fallback = defaultPick(front, rule);
+  return { index: fallback.index, met: false };
 }

@@ -129,6 +129,8 @@ export function stageKeys(c: MethodConfig, fingerprint: string, dataDir: string 
     ...(c.induceFilter === false ? { induceFilter: false } : {}),
     ...(c.strength !== 1 && !pareto ? { strength: c.strength } : {}),
     ...(pareto ? { objective: c.objective, pick: c.pick ?? null, harmfulPool: c.harmfulPool } : {}),
+    // The pareto pick is checked by greedy generation judged by substrings (pareto-check.ts): both decide it.
+    ...(pareto ? { maxNewTokens: c.maxNewTokens, judgeSubstrings: c.judgeSubstrings } : {}),
     ...(c.valDraws > 1 ? { valDraws: c.valDraws } : {}),
     ...(c.search && !pareto ? { search: c.search } : {}),
   });

@@ -117,7 +117,19 @@ export async function paretoSection(inputs: ReportInputs): Promise<Section | nul
       'scatter of edits: pseudo-harmful refusal score against harmful refusal kept, coloured by KL',
     ),
   ];
-  const head = ['#', 'position', 'layer', 'λ', 'mode', 'strength', 'pseudo score', 'harmful refused', 'KL'];
+  const head = [
+    '#',
+    'position',
+    'layer',
+    'λ',
+    'mode',
+    'strength',
+    'pseudo score',
+    'harmful refused',
+    'generated refused',
+    'KL',
+  ];
+  const genRate = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? `${x.toFixed(1)}%` : '–');
   parts.push(
     table(
       head,
@@ -130,13 +142,19 @@ export async function paretoSection(inputs: ReportInputs): Promise<Section | nul
         p.strength,
         fixed(p.pseudo_score),
         `${p.harmful_refusal.toFixed(1)}%`,
+        genRate(p.harmful_refusal_generated),
         fixed(p.kl),
       ]),
-      [1, 2, 3, 5, 6, 7, 8],
+      [1, 2, 3, 5, 6, 7, 8, 9],
     ),
   );
   parts.push(
-    `<p class="small">Pick: ${esc(doc.pick.chosen_by === 'rule' ? `${String(doc.pick.rule)}${doc.pick.met ? '' : ' (no point met it; the gaining point keeping the most harmful refusal)'}` : `--pick ${doc.pick.index}`)}. ${typeof fp?.search === 'number' && typeof fp.exhaustive === 'number' ? `Search cost: ${fp.search.toLocaleString('en')} forward passes (prompt prefills) against ${fp.exhaustive.toLocaleString('en')} for scoring every edit of the space on every prompt (${((100 * fp.search) / fp.exhaustive).toFixed(1)}%).` : ''}</p>`,
+    `<p class="small">Pick: ${esc(doc.pick.chosen_by === 'rule' ? `${String(doc.pick.rule)}${doc.pick.met ? '' : ' (no point met it; the checked point keeping the most generated harmful refusal)'}` : `--pick ${doc.pick.index}`)}. ${typeof fp?.search === 'number' && typeof fp.exhaustive === 'number' ? `Search cost: ${fp.search.toLocaleString('en')} forward passes (prompt prefills) against ${fp.exhaustive.toLocaleString('en')} for scoring every edit of the space on every prompt (${((100 * fp.search) / fp.exhaustive).toFixed(1)}%).` : ''}</p>`,
   );
+  const check = doc.pick_check;
+  if (check && typeof check === 'object')
+    parts.push(
+      `<p class="small">${esc(`The pick is checked by generation: the front points the rule allows, largest gain first, answered greedily (${String(check.max_new_tokens)} tokens) on the ${String(check.n)} harmful-pool prompts and judged by the substring judge, until one keeps its refusal within ${String(check.tolerance)} points of the model's own (${genRate(check.baseline?.harmful_refusal_generated)}); "generated refused" above. ${Array.isArray(check.checked) ? check.checked.length : 0} points checked${typeof fp?.pick?.forward_passes === 'number' ? `, ${fp.pick.forward_passes.toLocaleString('en')} forward passes (prefills and decode steps)` : ''}.`)}</p>`,
+    );
   return { id: 'pareto', title: 'Harm-aware selection: the Pareto front', html: parts.join('') };
 }
