@@ -142,34 +142,32 @@ export async function scoreCandidates(ctx: ScoringContext, sampled: SampledSets,
       s.row.rejected = 'zero vector (the three sets do not differ here)';
   }
   const todo = live.filter((s) => s.row.rejected === null);
-  const p = ctx.progress(`selecting among ${todo.length} candidates`, todo.length);
-  let halving: (HalvingResult & { measure: Measure }) | undefined;
-  if (c.target === 'false' && c.search === 'halving') {
-    p.stop();
-    // Each candidate's hooks are built once; a rung adds only the prompts it has not been scored on.
-    const hooksOf = new Map<Slot, ReturnType<typeof interventionHooks>>();
-    const measure: Measure = async (h, to) => {
-      const hooks = hooksOf.get(h.slot) ?? hooksFor(ablationFor(h.slot.i, h.slot.l, c.lambda));
-      hooksOf.set(h.slot, hooks);
-      const newPseudo = pseudo.slice(h.pseudo.length, to);
-      if (newPseudo.length > 0)
-        for (const l of await b.lastLogits(newPseudo, { hooks })) h.pseudo.push(refusalScore(l, rt));
-      const from = h.kl.length;
-      const newHarmless = harmless.slice(from, Math.min(harmless.length, to));
-      if (newHarmless.length > 0)
-        for (const [j, l] of (await b.lastLogits(newHarmless, { hooks })).entries())
-          h.kl.push(klDivergence(baseHarmless[from + j]!, l));
-    };
-    const bar = ctx.progress(
-      `selecting among ${todo.length} candidates by successive halving`,
-      rungSizes(pseudo.length).length,
-    );
-    const r = await successiveHalving(todo, pseudo.length, c.klThreshold, measure, (n, m) => {
-      bar.bump();
+  const halvingSearch = c.target === 'false' && c.search === 'halving';
+  const p = ctx.progress(
+    `selecting among ${todo.length} candidates${halvingSearch ? ' by successive halving' : ''}`,
+    halvingSearch ? rungSizes(pseudo.length).length : todo.length,
+  );
+  // --search halving: grows a candidate's per-prompt figures to the first `to` prompts of each validation set.
+  const hooksOf = new Map<Slot, ReturnType<typeof interventionHooks>>();
+  const measure: Measure = async (h, to) => {
+    const hooks = hooksOf.get(h.slot) ?? hooksFor(ablationFor(h.slot.i, h.slot.l, c.lambda));
+    hooksOf.set(h.slot, hooks);
+    const newPseudo = pseudo.slice(h.pseudo.length, to);
+    if (newPseudo.length > 0)
+      for (const l of await b.lastLogits(newPseudo, { hooks })) h.pseudo.push(refusalScore(l, rt));
+    const from = h.kl.length;
+    const newHarmless = harmless.slice(from, Math.min(harmless.length, to));
+    if (newHarmless.length > 0)
+      for (const [j, l] of (await b.lastLogits(newHarmless, { hooks })).entries())
+        h.kl.push(klDivergence(baseHarmless[from + j]!, l));
+  };
+  let halving: HalvingResult | undefined;
+  if (halvingSearch) {
+    halving = await successiveHalving(todo, pseudo.length, c.klThreshold, measure, (n, m) => {
+      p.bump();
       ctx.log(`halving: ${m} candidates scored on ${n} prompts of each validation set`);
     });
-    bar.stop();
-    halving = { ...r, measure };
+    p.stop();
   } else if (c.target === 'false') {
     for (const s of todo) {
       const hooks = hooksFor(ablationFor(s.i, s.l, c.lambda));
@@ -206,19 +204,18 @@ export async function scoreCandidates(ctx: ScoringContext, sampled: SampledSets,
     if (!halving) await pickFrom(todo);
     else {
       // Full-n figures decide; halved-out rows keep their estimates for the heatmap, marked as such.
-      const settle = (all: Scoring[]) => {
-        for (const h of all) {
-          h.slot.row.kl = mean(h.kl);
-          h.slot.row.refusal_score = mean(h.pseudo);
-          h.slot.row.rejected = h.slot.row.kl > c.klThreshold ? `KL ${fmt(h.slot.row.kl)} > ${c.klThreshold}` : null;
-        }
+      const record = (h: Scoring, estimate: boolean) => {
+        const row = h.slot.row;
+        row.kl = mean(h.kl);
+        row.refusal_score = mean(h.pseudo);
+        row.rejected = estimate
+          ? `halved out at n = ${h.pseudo.length} (--search halving; figures are estimates)`
+          : row.kl > c.klThreshold
+            ? `KL ${fmt(row.kl)} > ${c.klThreshold}`
+            : null;
       };
-      settle(halving.full);
-      for (const h of halving.dropped) {
-        h.slot.row.kl = mean(h.kl);
-        h.slot.row.refusal_score = mean(h.pseudo);
-        h.slot.row.rejected = `halved out at n = ${h.pseudo.length} (--search halving; figures are estimates)`;
-      }
+      for (const h of halving.full) record(h, false);
+      for (const h of halving.dropped) record(h, true);
       await pickFrom(halving.full.map((h) => h.slot));
       // No survivor passes (the KL limit at full n, or the harm guard): the halved-out candidates are scored in full
       // a batch at a time in the order halving left them (the latest rung first, best estimate first), as the
@@ -227,8 +224,10 @@ export async function scoreCandidates(ctx: ScoringContext, sampled: SampledSets,
       while (!chosen && rest.length > 0) {
         const batch = rest.splice(0, HALVING.kept);
         ctx.log(`halving: no candidate scored in full passes the rules yet; scoring ${batch.length} more in full`);
-        for (const h of batch) await halving.measure(h, pseudo.length);
-        settle(batch);
+        for (const h of batch) {
+          await measure(h, pseudo.length);
+          record(h, false);
+        }
         await pickFrom(batch.map((h) => h.slot));
       }
     }
