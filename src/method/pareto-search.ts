@@ -18,6 +18,7 @@ import { ScalpelError } from '../errors.js';
 import { sample } from '../rng.js';
 import { candidateGrid, loadCandidates, type Candidates } from './candidates.js';
 import { pruneLayer } from './config.js';
+import { rungSizes } from './select-halving.js';
 import { loadPromptSet, type SampledSets } from './datasets.js';
 import { candidateAblation, interventionHooks, type AblationMode } from './intervention.js';
 import { klDivergence, mean, norm, refusalScore } from './math.js';
@@ -342,9 +343,7 @@ async function search(
 
   // Rungs: n pseudo-harmful (and harmless) prompts, doubling up to n-val; the harmful pool in proportion.
   const full = pseudo.length;
-  const rungNs: number[] = [];
-  for (let n = Math.min(FIRST_N, full); n < full; n *= 2) rungNs.push(n);
-  rungNs.push(full);
+  const rungNs = rungSizes(full, FIRST_N);
   const counts = (n: number) => ({
     pseudo: n,
     harmless: Math.min(harmless.length, Math.ceil((n * harmless.length) / full)),
