@@ -29,25 +29,24 @@ function parseRefusalTokens(v: string): RefusalTokenRule {
     .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
 }
 
-/** --sampler: Scalpel's own (stored as no field, so runs made before the flag keep their keys) or CPython's. */
-function parseSampler(v: unknown, flag: string): MethodConfig['sampler'] {
-  if (v === 'mulberry32') return undefined;
-  if (v === 'python') return 'python';
-  throw new ScalpelError(`--${flag} ${String(v)}: expected mulberry32 or python`);
-}
+/**
+ * Flags with one default and one other value, the default stored as no field so that runs made before the flag keep
+ * their stage keys: --sampler (Scalpel's own or CPython's), --objective (the paper's rule or the Pareto search),
+ * --search (the exhaustive sweep or successive halving).
+ */
+const OPTIONAL_MODES = {
+  sampler: ['mulberry32', 'python'],
+  objective: ['refusal-score', 'pareto'],
+  search: ['exhaustive', 'halving'],
+} as const;
 
-/** --objective: the paper's rule (stored as no field, so older runs keep their keys) or the Pareto search. */
-function parseObjective(v: unknown, flag: string): MethodConfig['objective'] {
-  if (v === 'refusal-score') return undefined;
-  if (v === 'pareto') return 'pareto';
-  throw new ScalpelError(`--${flag} ${String(v)}: expected refusal-score or pareto`);
-}
-
-/** --search: the exhaustive sweep (stored as no field, so older runs keep their keys) or successive halving. */
-function parseSearch(v: unknown, flag: string): MethodConfig['search'] {
-  if (v === 'exhaustive') return undefined;
-  if (v === 'halving') return 'halving';
-  throw new ScalpelError(`--${flag} ${String(v)}: expected exhaustive or halving`);
+function parseMode(field: keyof typeof OPTIONAL_MODES) {
+  const [absent, other] = OPTIONAL_MODES[field];
+  return (v: unknown, flag: string): string | undefined => {
+    if (v === absent) return undefined;
+    if (v === other) return other;
+    throw new ScalpelError(`--${flag} ${String(v)}: expected ${absent} or ${other}`);
+  };
 }
 
 const FLAG_FIELDS: [string, keyof MethodConfig, (v: unknown, flag: string) => unknown][] = [
@@ -63,7 +62,7 @@ const FLAG_FIELDS: [string, keyof MethodConfig, (v: unknown, flag: string) => un
   ['nVal', 'nVal', num],
   ['valDraws', 'valDraws', num],
   ['seed', 'seed', num],
-  ['sampler', 'sampler', parseSampler],
+  ['sampler', 'sampler', parseMode('sampler')],
   ['probeTokens', 'probeTokens', num],
   ['refusalTokens', 'refusalTokens', (v) => parseRefusalTokens(String(v))],
   ['filter', 'filter', Boolean],
@@ -72,9 +71,9 @@ const FLAG_FIELDS: [string, keyof MethodConfig, (v: unknown, flag: string) => un
   ['target', 'target', String],
   ['ablation', 'ablation', String],
   ['strength', 'strength', num],
-  ['objective', 'objective', parseObjective],
+  ['objective', 'objective', parseMode('objective')],
   ['pick', 'pick', num],
-  ['search', 'search', parseSearch],
+  ['search', 'search', parseMode('search')],
   ['harmfulPool', 'harmfulPool', String],
   ['klThreshold', 'klThreshold', num],
   ['trueKlThreshold', 'trueKlThreshold', num],
@@ -110,10 +109,9 @@ export function buildConfig(
       if (k !== 'dataDir' && v !== null && k in config) (config as Record<string, unknown>)[k] = v;
     if (stored['column'] !== null && stored['column'] !== undefined) config.column = stored['column'] as string;
     if (stored['system'] !== null && stored['system'] !== undefined) config.system = stored['system'] as string;
-    if (stored['sampler'] === 'python') config.sampler = 'python';
-    if (stored['objective'] === 'pareto') config.objective = 'pareto';
+    for (const [field, [, other]] of Object.entries(OPTIONAL_MODES))
+      if (stored[field] === other) (config as Record<string, unknown>)[field] = other;
     if (typeof stored['pick'] === 'number') config.pick = stored['pick'];
-    if (stored['search'] === 'halving') config.search = 'halving';
     if (explicit('paper') && opts['paper']) Object.assign(config, PAPER_OVERRIDES);
   }
   for (const [opt, field, parse] of FLAG_FIELDS) {
